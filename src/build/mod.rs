@@ -1,0 +1,393 @@
+//! Build orchestration: typed options in, one solve per node out, results exported.
+//!
+//! This layer decides *what* to ask BuildKit for (frontend attributes, exporters, which local
+//! directories the session exposes) from the options and the node's features; it never asks
+//! which driver a node uses.
+
+pub mod exporter;
+mod inputs;
+pub mod options;
+pub mod platform;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bollard_buildkit_proto::moby::buildkit::v1 as control;
+use kiln_drivers::Features;
+
+use crate::builder::Builder;
+use crate::buildkit::session::{ExportTarget, Session, SessionContent};
+use crate::buildkit::BuildkitClient;
+use crate::progress::{self, Printer, ProgressMode};
+pub use exporter::{ClientTarget, ExportSpec, ExporterKind};
+pub use options::{BuildOptions, NetworkMode};
+
+/// What a finished build reports.
+#[derive(Debug, Clone, Default)]
+pub struct BuildResult {
+    /// BuildKit's exporter response plus `buildx.build.ref`, as buildx's metadata file holds it.
+    pub exporter_response: BTreeMap<String, String>,
+}
+
+impl BuildResult {
+    /// The image ID buildx prints with `-q` and writes with `--iidfile`.
+    pub fn image_id(&self) -> Option<&str> {
+        self.exporter_response
+            .get("containerimage.config.digest")
+            .or_else(|| self.exporter_response.get("containerimage.digest"))
+            .map(String::as_str)
+    }
+
+    /// The metadata file's JSON: values that are base64 JSON objects are decoded in place.
+    pub fn metadata_json(&self) -> serde_json::Value {
+        use base64::Engine;
+        let mut out = serde_json::Map::new();
+        for (k, v) in &self.exporter_response {
+            let decoded = if k == "result.json" {
+                Some(v.as_bytes().to_vec())
+            } else {
+                base64::engine::general_purpose::STANDARD.decode(v).ok()
+            };
+            let value = decoded
+                .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+                .filter(|j| match j {
+                    serde_json::Value::Object(m) => !m.is_empty(),
+                    serde_json::Value::Array(a) => {
+                        !a.is_empty() && a.iter().all(|e| e.is_object())
+                    }
+                    _ => false,
+                })
+                .unwrap_or_else(|| serde_json::Value::String(v.clone()));
+            out.insert(k.clone(), value);
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+/// The exporters a solve gets and where their client-side results land.
+#[derive(Debug, Default)]
+struct ExportPlan {
+    exporters: Vec<control::Exporter>,
+    targets: HashMap<u32, ExportTarget>,
+}
+
+/// Features names as buildx words them in its "not supported" errors.
+fn not_supported(feature: &str, driver: &str, docs: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{feature} is not supported for the {driver} driver.\nSwitch to a different driver, or turn on the containerd image store, and try again.\nLearn more at {docs}"
+    )
+}
+
+fn env_flag(name: &str) -> Option<bool> {
+    std::env::var(name).ok().map(|v| exporter::parse_bool(&v))
+}
+
+/// Turns the user's outputs into exporters this node can run.
+fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Result<ExportPlan> {
+    let mut specs: Vec<ExportSpec> = opts.outputs.clone();
+    if opts.push {
+        let mut used = false;
+        for s in specs.iter_mut().filter(|s| s.kind == ExporterKind::Image) {
+            s.attrs.insert("push".into(), "true".into());
+            used = true;
+        }
+        if !used {
+            specs.push(ExportSpec::parse("type=image,push=true")?);
+        }
+    }
+    if opts.load
+        && !specs
+            .iter()
+            .any(|s| s.kind == ExporterKind::Docker && s.dest.is_none())
+    {
+        specs.push(ExportSpec::parse("type=docker")?);
+    }
+    if specs.is_empty() && !env_flag("BUILDX_NO_DEFAULT_LOAD").unwrap_or(false) {
+        if features.moby_exporter {
+            specs.push(ExportSpec::parse("type=image")?);
+        } else if features.default_load {
+            specs.push(ExportSpec::parse("type=docker")?);
+        }
+    }
+    specs.retain(|s| s.kind != ExporterKind::CacheOnly);
+    if specs.len() > 1 && !features.multi_platform {
+        bail!("multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output");
+    }
+
+    let mut plan = ExportPlan::default();
+    for (i, spec) in specs.iter().enumerate() {
+        let mut attrs = spec.attrs.clone();
+        let mut type_name = spec.type_name.clone();
+        if !opts.tags.is_empty()
+            && matches!(
+                spec.kind,
+                ExporterKind::Image | ExporterKind::Oci | ExporterKind::Docker
+            )
+        {
+            attrs.insert("name".into(), opts.tags.join(","));
+        }
+        if spec.kind == ExporterKind::Image
+            && spec.is_push()
+            && attrs.get("name").map(|n| n.is_empty()).unwrap_or(true)
+        {
+            bail!("tag is needed when pushing to registry");
+        }
+        match spec.kind {
+            ExporterKind::Oci if !features.oci_exporter => {
+                return Err(not_supported(
+                    "OCI exporter",
+                    driver,
+                    "https://docs.docker.com/go/build-exporters/",
+                ))
+            }
+            ExporterKind::Docker if spec.dest.is_some() && !features.docker_exporter => {
+                return Err(not_supported(
+                    "Docker exporter",
+                    driver,
+                    "https://docs.docker.com/go/build-exporters/",
+                ))
+            }
+            ExporterKind::Docker if spec.dest.is_none() => {
+                if opts.platforms.len() > 1 && !features.moby_exporter {
+                    bail!("docker exporter does not currently support exporting manifest lists");
+                }
+                if !features.moby_exporter {
+                    bail!("loading results into Docker from a {driver} builder is not supported by kiln yet; use -o type=docker,dest=FILE and docker load");
+                }
+                type_name = "moby".into();
+            }
+            ExporterKind::Image if features.moby_exporter => {
+                if spec.is_push()
+                    && attrs
+                        .get("push-by-digest")
+                        .map(|v| exporter::parse_bool(v))
+                        .unwrap_or(false)
+                {
+                    bail!("push-by-digest is currently not implemented for docker driver, please create a new builder instance");
+                }
+                type_name = "moby".into();
+            }
+            _ => {}
+        }
+        if matches!(
+            spec.kind,
+            ExporterKind::Image | ExporterKind::Oci | ExporterKind::Docker
+        ) {
+            if let Some(v) = opts.build_args.get("BUILDKIT_INLINE_BUILDINFO_ATTRS") {
+                attrs.insert("buildinfo-attrs".into(), v.clone());
+            }
+        }
+        if let Some(target) = spec.client_target()? {
+            let target = match target {
+                ClientTarget::Dir(d) => ExportTarget::Dir(d),
+                ClientTarget::File(f) => ExportTarget::File(f),
+                ClientTarget::Stdout => ExportTarget::Stdout,
+            };
+            if target == ExportTarget::Stdout
+                && plan.targets.values().any(|t| *t == ExportTarget::Stdout)
+            {
+                bail!("multiple outputs configured to write to stdout");
+            }
+            plan.targets.insert(i as u32, target);
+        }
+        plan.exporters.push(control::Exporter {
+            r#type: type_name,
+            attrs: attrs.into_iter().collect(),
+        });
+    }
+    Ok(plan)
+}
+
+/// Frontend attributes that follow from the options alone (inputs add theirs separately).
+fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<String, String>> {
+    let mut a = BTreeMap::new();
+    if let Some(v) = opts.build_args.get("BUILDKIT_SYNTAX") {
+        bail!("BUILDKIT_SYNTAX={v}: custom frontends are not supported by kiln yet");
+    }
+    if opts
+        .build_args
+        .get("BUILDKIT_MULTI_PLATFORM")
+        .map(|v| exporter::parse_bool(v))
+        .unwrap_or(false)
+    {
+        a.insert("multi-platform".into(), "true".into());
+    }
+    // buildx attaches minimal provenance by default wherever the node can hold attestations.
+    if features.multi_platform && !env_flag("BUILDX_NO_DEFAULT_ATTESTATIONS").unwrap_or(false) {
+        a.insert(
+            "attest:provenance".into(),
+            "mode=min,inline-only=true".into(),
+        );
+    }
+    for (k, v) in &opts.build_args {
+        a.insert(format!("build-arg:{k}"), v.clone());
+    }
+    for (k, v) in &opts.labels {
+        a.insert(format!("label:{k}"), v.clone());
+    }
+    if opts.pull {
+        a.insert("image-resolve-mode".into(), "pull".into());
+    } else if features.moby_exporter {
+        // The Engine's BuildKit resolves images from its own store first, as `docker build` does.
+        a.insert("image-resolve-mode".into(), "local".into());
+    }
+    if let Some(t) = &opts.target {
+        a.insert("target".into(), t.clone());
+    }
+    if !opts.no_cache_filter.is_empty() {
+        a.insert("no-cache".into(), opts.no_cache_filter.join(","));
+    }
+    if opts.no_cache {
+        a.insert("no-cache".into(), String::new());
+    }
+    if !opts.platforms.is_empty() {
+        if opts.platforms.len() > 1 && !features.multi_platform {
+            return Err(not_supported(
+                "Multi-platform build",
+                "docker",
+                "https://docs.docker.com/go/build-multi-platform/",
+            ));
+        }
+        let p: Vec<String> = opts.platforms.iter().map(|p| p.to_string()).collect();
+        a.insert("platform".into(), p.join(","));
+    }
+    match opts.network {
+        NetworkMode::Host => {
+            a.insert("force-network-mode".into(), "host".into());
+        }
+        NetworkMode::None => {
+            a.insert("force-network-mode".into(), "none".into());
+        }
+        NetworkMode::Default => {}
+    }
+    if !opts.extra_hosts.is_empty() {
+        a.insert(
+            "add-hosts".into(),
+            options::extra_hosts_attr(&opts.extra_hosts),
+        );
+    }
+    if let Some(s) = opts.shm_size.filter(|s| *s > 0) {
+        a.insert("shm-size".into(), s.to_string());
+    }
+    if !opts.ulimits.is_empty() {
+        a.insert("ulimit".into(), opts.ulimits.join(","));
+    }
+    Ok(a)
+}
+
+/// Runs one build on the builder's first node and returns what BuildKit reported.
+pub async fn build(builder: &Builder, opts: BuildOptions, mode: ProgressMode) -> Result<BuildResult> {
+    let node = builder
+        .nodes
+        .first()
+        .with_context(|| format!("builder {:?} has no nodes", builder.name))?;
+    let driver_name = builder.driver_kind.as_str();
+    let client = BuildkitClient::connect(node.driver.clone())
+        .await
+        .with_context(|| format!("connecting to builder {:?}", builder.name))?;
+    let workers = client.list_workers().await?;
+    let labels: Vec<_> = workers.iter().map(|w| w.labels.clone()).collect();
+    let features = node.driver.features(&labels);
+
+    let plan = plan_exports(&opts, &features, driver_name)?;
+    let mut attrs = frontend_attrs(&opts, &features)?;
+    let prepared = inputs::prepare(&opts)?;
+    attrs.extend(prepared.frontend_attrs.clone());
+
+    let solve_ref = crate::buildkit::new_id();
+    let session = Session::new(
+        "kiln",
+        &format!("{}:{}", prepared.shared_key, node.name),
+        SessionContent {
+            dirs: prepared.dirs.clone(),
+            exports: plan.targets.clone(),
+        },
+    );
+    let running = session.attach(node.driver.as_ref()).await?;
+
+    let mut printer = Printer::new(mode);
+    printer.header(&builder.name, driver_name);
+    let printer = Arc::new(std::sync::Mutex::new(printer));
+    let status_task = tokio::spawn(stream_status(
+        client.control(),
+        solve_ref.clone(),
+        printer.clone(),
+    ));
+
+    let entitlements = if opts.network == NetworkMode::Host {
+        vec!["network.host".to_string()]
+    } else {
+        vec![]
+    };
+    let req = control::SolveRequest {
+        r#ref: solve_ref.clone(),
+        exporter_deprecated: plan
+            .exporters
+            .first()
+            .map(|e| e.r#type.clone())
+            .unwrap_or_default(),
+        exporter_attrs_deprecated: plan
+            .exporters
+            .first()
+            .map(|e| e.attrs.clone())
+            .unwrap_or_default(),
+        exporters: plan.exporters.clone(),
+        session: session.id.clone(),
+        frontend: "dockerfile.v0".into(),
+        frontend_attrs: attrs.into_iter().collect(),
+        cache: Some(control::CacheOptions::default()),
+        entitlements,
+        ..Default::default()
+    };
+    let solved = client.control().solve(req).await;
+    // The status stream ends once the job is done; give it a moment to deliver the last events.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status_task).await;
+    drop(running);
+    drop(prepared);
+
+    let summary = printer.lock().expect("progress printer").finish();
+    match solved {
+        Ok(resp) => {
+            let mut exporter_response: BTreeMap<String, String> =
+                resp.into_inner().exporter_response.into_iter().collect();
+            exporter_response.insert(
+                "buildx.build.ref".into(),
+                format!("{}/{}/{}", builder.name, node.name, solve_ref),
+            );
+            printer
+                .lock()
+                .expect("progress printer")
+                .print_warnings(&summary);
+            Ok(BuildResult { exporter_response })
+        }
+        Err(status) => {
+            eprint!("{}", progress::error::render_solve_error(&status, &summary));
+            Err(anyhow::Error::new(crate::AlreadyReported(1)))
+        }
+    }
+}
+
+async fn stream_status(
+    mut control: control::control_client::ControlClient<tonic::transport::Channel>,
+    solve_ref: String,
+    printer: Arc<std::sync::Mutex<Printer>>,
+) {
+    let Ok(resp) = control
+        .status(control::StatusRequest { r#ref: solve_ref })
+        .await
+    else {
+        return;
+    };
+    let mut stream = resp.into_inner();
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(120));
+    loop {
+        tokio::select! {
+            msg = stream.message() => match msg {
+                Ok(Some(s)) => printer.lock().expect("progress printer").update(&s),
+                _ => break,
+            },
+            _ = ticker.tick() => printer.lock().expect("progress printer").tick(),
+        }
+    }
+}

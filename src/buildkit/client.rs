@@ -1,0 +1,104 @@
+//! A `Control` client over whatever stream a driver dials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bollard_buildkit_proto::moby::buildkit::v1 as control;
+use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
+use hyper_util::rt::TokioIo;
+use kiln_drivers::Driver;
+use tonic::transport::{Channel, Endpoint};
+
+/// What a node's worker reports about itself.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub platforms: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A connected `Control` client.
+#[derive(Clone)]
+pub struct BuildkitClient {
+    control: ControlClient<Channel>,
+}
+
+/// Largest gRPC message accepted from BuildKit (status batches of big builds exceed tonic's 4 MiB).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+impl BuildkitClient {
+    /// Connects through `driver.dial()`; every reconnect dials again.
+    pub async fn connect(driver: Arc<dyn Driver>) -> Result<Self> {
+        let connector = tower::service_fn(move |_uri: http::Uri| {
+            let driver = driver.clone();
+            async move { driver.dial().await.map(TokioIo::new) }
+        });
+        // The URI is never resolved: the connector above ignores it.
+        let channel = Endpoint::from_static("http://buildkit.invalid")
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| anyhow::anyhow!(flatten_error(&e)))?;
+        Ok(BuildkitClient {
+            control: ControlClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        })
+    }
+
+    pub fn control(&self) -> ControlClient<Channel> {
+        self.control.clone()
+    }
+
+    pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
+        let resp = self
+            .control()
+            .list_workers(control::ListWorkersRequest::default())
+            .await
+            .context("listing BuildKit workers")?
+            .into_inner();
+        Ok(resp
+            .record
+            .into_iter()
+            .map(|w| WorkerInfo {
+                id: w.id,
+                platforms: w
+                    .platforms
+                    .iter()
+                    .map(|p| {
+                        let mut s = format!("{}/{}", p.os, p.architecture);
+                        if !p.variant.is_empty() {
+                            s.push('/');
+                            s.push_str(&p.variant);
+                        }
+                        s
+                    })
+                    .collect(),
+                labels: w.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    /// BuildKit's version, or `None` when the daemon predates the `Info` call.
+    pub async fn buildkit_version(&self) -> Result<Option<String>> {
+        match self.control().info(control::InfoRequest::default()).await {
+            Ok(r) => Ok(r.into_inner().buildkit_version.map(|v| v.version)),
+            Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(s) => Err(anyhow::anyhow!(s.message().to_string())).context("asking BuildKit for its version"),
+        }
+    }
+}
+
+/// Joins an error and its sources into one line, the way users read them.
+pub fn flatten_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

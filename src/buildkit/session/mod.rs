@@ -1,0 +1,150 @@
+//! The session BuildKit calls back into during a solve.
+//!
+//! One server, two ways in: on the Docker driver the daemon dials us through a hijacked
+//! `POST /session` (the daemon is the HTTP/2 client there); other drivers carry the same HTTP/2
+//! connection inside `Control/Session`. Either way kiln serves plain gRPC on a byte stream, so
+//! the services below never know which transport they run on.
+
+mod auth;
+mod filesend;
+mod filesync;
+mod health;
+mod raw;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use kiln_drivers::{BoxIo, Driver};
+use tokio::task::JoinHandle;
+
+pub use filesend::ExportTarget;
+
+/// gRPC methods kiln serves; BuildKit only calls what the session announces.
+const SERVED_METHODS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/moby.filesync.v1.FileSync/DiffCopy",
+    "/moby.filesync.v1.FileSend/DiffCopy",
+    "/moby.filesync.v1.Auth/Credentials",
+    "/moby.filesync.v1.Auth/FetchToken",
+    "/moby.filesync.v1.Auth/GetTokenAuthority",
+    "/moby.filesync.v1.Auth/VerifyTokenAuthority",
+];
+
+/// What one build exposes to BuildKit.
+#[derive(Debug, Clone, Default)]
+pub struct SessionContent {
+    /// Local directories by the names the frontend asks for (`context`, `dockerfile`, ...).
+    pub dirs: HashMap<String, PathBuf>,
+    /// Export destinations by exporter index.
+    pub exports: HashMap<u32, ExportTarget>,
+}
+
+/// A session ready to be attached to a daemon.
+pub struct Session {
+    pub id: String,
+    pub name: String,
+    pub shared_key: String,
+    content: Arc<SessionContent>,
+}
+
+/// A running session; dropping it stops serving.
+pub struct RunningSession {
+    task: JoinHandle<()>,
+}
+
+impl Drop for RunningSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Session {
+    pub fn new(name: &str, shared_key: &str, content: SessionContent) -> Self {
+        Session {
+            id: super::new_id(),
+            name: name.to_string(),
+            shared_key: shared_key.to_string(),
+            content: Arc::new(content),
+        }
+    }
+
+    /// The headers that announce the session and the methods it serves.
+    fn headers(&self) -> Vec<(String, String)> {
+        let mut h = vec![
+            ("X-Docker-Expose-Session-Uuid".to_string(), self.id.clone()),
+            ("X-Docker-Expose-Session-Name".to_string(), self.name.clone()),
+            (
+                "X-Docker-Expose-Session-Sharedkey".to_string(),
+                self.shared_key.clone(),
+            ),
+        ];
+        for m in SERVED_METHODS {
+            h.push((
+                "X-Docker-Expose-Session-Grpc-Method".to_string(),
+                m.to_string(),
+            ));
+        }
+        h
+    }
+
+    /// Attaches the session to the node behind `driver` and serves it in the background.
+    pub async fn attach(&self, driver: &dyn Driver) -> Result<RunningSession> {
+        let io = driver
+            .dial_session(&self.headers())
+            .await
+            .context("attaching the build session")?
+            .context("this driver carries sessions over Control/Session, which kiln does not serve yet")?;
+        Ok(RunningSession {
+            task: tokio::spawn(serve(io, self.content.clone())),
+        })
+    }
+}
+
+/// Serves the session's gRPC services on one HTTP/2 connection where the peer is the client.
+async fn serve(io: BoxIo, content: Arc<SessionContent>) {
+    let routes = tonic::service::Routes::new(health::server())
+        .add_service(filesync::server(content.clone()))
+        .add_service(filesend::server(content.clone()))
+        .add_service(auth::server())
+        .prepare();
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // Build contexts stream through this connection: generous windows keep large files moving.
+    builder
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .max_frame_size(1024 * 1024);
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(routes))
+        .await
+    {
+        tracing::debug!("session connection ended: {e}");
+    }
+}
+
+/// gRPC metadata values as BuildKit sends them: repeated keys, and values URL-encoded when the
+/// companion `<key>-encoded` flag is set (non-ASCII paths and patterns).
+pub(crate) fn metadata_values(md: &tonic::metadata::MetadataMap, key: &str) -> Vec<String> {
+    let encoded = md
+        .get(format!("{key}-encoded"))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+        .unwrap_or(false);
+    md.get_all(key)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            if encoded {
+                url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            } else {
+                v.to_string()
+            }
+        })
+        .collect()
+}
