@@ -95,7 +95,10 @@ impl Driver for DockerDriver {
         &self,
         headers: &[(String, String)],
     ) -> Result<Option<BoxIo>, DriverError> {
-        self.endpoint.hijack("/session", "h2c", headers).await.map(Some)
+        self.endpoint
+            .hijack("/session", "h2c", headers)
+            .await
+            .map(Some)
     }
 
     fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features {
@@ -135,7 +138,10 @@ mod tests {
 
     #[test]
     fn maps_old_engines_to_buildkit_versions() {
-        assert_eq!(buildkit_version_for_engine("20.10.24+dfsg1"), "v0.8+unknown");
+        assert_eq!(
+            buildkit_version_for_engine("20.10.24+dfsg1"),
+            "v0.8+unknown"
+        );
         assert_eq!(buildkit_version_for_engine("28.5.2"), "28.5.2");
     }
 

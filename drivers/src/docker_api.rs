@@ -88,9 +88,9 @@ impl DockerEndpoint {
     async fn connect(&self) -> Result<BoxIo, DriverError> {
         let fut = async {
             match self {
-                DockerEndpoint::Unix(p) => UnixStream::connect(p)
-                    .await
-                    .map(|s| Box::pin(s) as BoxIo),
+                DockerEndpoint::Unix(p) => {
+                    UnixStream::connect(p).await.map(|s| Box::pin(s) as BoxIo)
+                }
                 DockerEndpoint::Tcp(h) => TcpStream::connect(h).await.map(|s| {
                     let _ = s.set_nodelay(true);
                     Box::pin(s) as BoxIo
@@ -100,10 +100,9 @@ impl DockerEndpoint {
         match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
             Ok(Ok(io)) => Ok(io),
             Ok(Err(e)) => Err(self.unreachable(e)),
-            Err(_) => Err(self.unreachable(format!(
-                "no answer within {}s",
-                CONNECT_TIMEOUT.as_secs()
-            ))),
+            Err(_) => {
+                Err(self.unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))
+            }
         }
     }
 

@@ -87,16 +87,15 @@ impl ExportSpec {
     }
 
     pub fn is_push(&self) -> bool {
-        self.attrs.get("push").map(|v| parse_bool(v)).unwrap_or(false)
+        self.attrs
+            .get("push")
+            .map(|v| parse_bool(v))
+            .unwrap_or(false)
     }
 
     /// Where the result lands on the client, if anywhere.
     pub fn client_target(&self) -> Result<Option<ClientTarget>> {
-        let tar = self
-            .attrs
-            .get("tar")
-            .map(|v| parse_bool(v))
-            .unwrap_or(true);
+        let tar = self.attrs.get("tar").map(|v| parse_bool(v)).unwrap_or(true);
         let (file, dir) = match self.kind {
             ExporterKind::Local => (false, true),
             ExporterKind::Tar => (true, false),
@@ -228,7 +227,9 @@ mod tests {
             "type is required for output"
         );
         assert_eq!(
-            ExportSpec::parse("type=local,bogus").unwrap_err().to_string(),
+            ExportSpec::parse("type=local,bogus")
+                .unwrap_err()
+                .to_string(),
             "invalid value bogus"
         );
         assert!(ExportSpec::parse("type=local")

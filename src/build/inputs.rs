@@ -16,6 +16,7 @@ pub struct PreparedInputs {
     pub frontend_attrs: BTreeMap<String, String>,
     /// Lets BuildKit reuse what it already has of this context from earlier builds.
     pub shared_key: String,
+    pub uploads: crate::buildkit::session::Uploads,
     _temp: Vec<tempfile::TempDir>,
 }
 
@@ -24,6 +25,7 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
         dirs: HashMap::new(),
         frontend_attrs: BTreeMap::new(),
         shared_key: String::new(),
+        uploads: Default::default(),
         _temp: Vec::new(),
     };
     let context = opts
@@ -40,13 +42,27 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
             if dockerfile == DockerfileSource::Stdin {
                 bail!("invalid argument: can't use stdin for both build context and dockerfile");
             }
-            let mut data = Vec::new();
+            // Peek enough to tell a tarball from a Dockerfile, then stream the rest untouched.
+            let mut head = Vec::with_capacity(1024);
+            std::io::stdin()
+                .take(1024)
+                .read_to_end(&mut head)
+                .context("reading the build context from stdin")?;
+            if is_archive(&head) {
+                let reader = std::io::Cursor::new(head).chain(std::io::stdin());
+                let url = p.uploads.add(Box::new(reader));
+                p.frontend_attrs.insert("context".into(), url);
+                if let DockerfileSource::Path(f) = &dockerfile {
+                    dockerfile_name = f.display().to_string();
+                }
+                p.frontend_attrs
+                    .insert("filename".into(), dockerfile_name.clone());
+                return Ok(p);
+            }
+            let mut data = head;
             std::io::stdin()
                 .read_to_end(&mut data)
-                .context("reading the build context from stdin")?;
-            if is_archive(&data) {
-                bail!("a tar archive on stdin as the build context is not supported by kiln yet; extract it and pass the directory");
-            }
+                .context("reading the Dockerfile from stdin")?;
             if dockerfile != DockerfileSource::Default {
                 bail!("ambiguous Dockerfile source: both stdin and flag correspond to Dockerfiles");
             }
@@ -97,7 +113,9 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
     }
 
     if let Some(text) = dockerfile_text {
-        let dir = tempfile::Builder::new().prefix("kiln-dockerfile-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-dockerfile-")
+            .tempdir()?;
         std::fs::write(dir.path().join("Dockerfile"), text)
             .context("writing the Dockerfile read from stdin")?;
         dockerfile_dir = Some(dir.path().to_path_buf());
@@ -191,7 +209,10 @@ mod tests {
             context: Some(ContextSource::Local(ctx.path().into())),
             ..Default::default()
         };
-        assert_eq!(prepare(&opts).unwrap().frontend_attrs["filename"], "dockerfile");
+        assert_eq!(
+            prepare(&opts).unwrap().frontend_attrs["filename"],
+            "dockerfile"
+        );
     }
 
     #[test]

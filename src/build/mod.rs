@@ -10,7 +10,6 @@ pub mod options;
 pub mod platform;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bollard_buildkit_proto::moby::buildkit::v1 as control;
@@ -28,6 +27,8 @@ pub use options::{BuildOptions, NetworkMode};
 pub struct BuildResult {
     /// BuildKit's exporter response plus `buildx.build.ref`, as buildx's metadata file holds it.
     pub exporter_response: BTreeMap<String, String>,
+    /// Warnings the frontend reported (lint rules and the like).
+    pub warnings: Vec<control::VertexWarning>,
 }
 
 impl BuildResult {
@@ -53,13 +54,22 @@ impl BuildResult {
                 .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
                 .filter(|j| match j {
                     serde_json::Value::Object(m) => !m.is_empty(),
-                    serde_json::Value::Array(a) => {
-                        !a.is_empty() && a.iter().all(|e| e.is_object())
-                    }
+                    serde_json::Value::Array(a) => !a.is_empty() && a.iter().all(|e| e.is_object()),
                     _ => false,
                 })
                 .unwrap_or_else(|| serde_json::Value::String(v.clone()));
             out.insert(k.clone(), value);
+        }
+        if !self.warnings.is_empty() && env_flag("BUILDX_METADATA_WARNINGS").unwrap_or(false) {
+            let warnings = self
+                .warnings
+                .iter()
+                .filter_map(|w| serde_json::from_str(&progress::warning_json(w)).ok())
+                .collect();
+            out.insert(
+                "buildx.build.warnings".into(),
+                serde_json::Value::Array(warnings),
+            );
         }
         serde_json::Value::Object(out)
     }
@@ -277,7 +287,12 @@ fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<S
 }
 
 /// Runs one build on the builder's first node and returns what BuildKit reported.
-pub async fn build(builder: &Builder, opts: BuildOptions, mode: ProgressMode) -> Result<BuildResult> {
+pub async fn build(
+    builder: &Builder,
+    opts: BuildOptions,
+    mode: ProgressMode,
+    debug: bool,
+) -> Result<BuildResult> {
     let node = builder
         .nodes
         .first()
@@ -302,17 +317,20 @@ pub async fn build(builder: &Builder, opts: BuildOptions, mode: ProgressMode) ->
         SessionContent {
             dirs: prepared.dirs.clone(),
             exports: plan.targets.clone(),
+            uploads: prepared.uploads.clone(),
         },
     );
     let running = session.attach(node.driver.as_ref()).await?;
 
     let mut printer = Printer::new(mode);
+    printer.set_debug(debug);
     printer.header(&builder.name, driver_name);
-    let printer = Arc::new(std::sync::Mutex::new(printer));
+    let (status_tx, status_rx) = tokio::sync::mpsc::channel(128);
+    let display = tokio::spawn(progress::run(printer, status_rx));
     let status_task = tokio::spawn(stream_status(
         client.control(),
         solve_ref.clone(),
-        printer.clone(),
+        status_tx,
     ));
 
     let entitlements = if opts.network == NetworkMode::Host {
@@ -341,12 +359,17 @@ pub async fn build(builder: &Builder, opts: BuildOptions, mode: ProgressMode) ->
         ..Default::default()
     };
     let solved = client.control().solve(req).await;
-    // The status stream ends once the job is done; give it a moment to deliver the last events.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status_task).await;
+    // The status stream ends once the job is done; give it a moment to deliver the last events,
+    // then stop waiting so a daemon that never closes it can't hang the build.
+    let status_done = tokio::time::timeout(std::time::Duration::from_secs(3), status_task).await;
+    if status_done.is_err() {
+        tracing::debug!("status stream did not end after the solve; closing the display");
+    }
     drop(running);
     drop(prepared);
 
-    let summary = printer.lock().expect("progress printer").finish();
+    let (mut printer, summary) = display.await.context("progress display")?;
+    printer.print_warnings(&summary);
     match solved {
         Ok(resp) => {
             let mut exporter_response: BTreeMap<String, String> =
@@ -355,24 +378,29 @@ pub async fn build(builder: &Builder, opts: BuildOptions, mode: ProgressMode) ->
                 "buildx.build.ref".into(),
                 format!("{}/{}/{}", builder.name, node.name, solve_ref),
             );
-            printer
-                .lock()
-                .expect("progress printer")
-                .print_warnings(&summary);
-            Ok(BuildResult { exporter_response })
+            Ok(BuildResult {
+                exporter_response,
+                warnings: summary.warnings.clone(),
+            })
         }
         Err(status) => {
             eprint!("{}", progress::error::render_solve_error(&status, &summary));
-            Err(anyhow::Error::new(crate::AlreadyReported(1)))
+            let code = progress::error::SolveError::from_status(&status).exit_code();
+            Err(anyhow::Error::new(crate::AlreadyReported(
+                u8::try_from(code).unwrap_or(1),
+            )))
         }
     }
 }
 
+/// Forwards `Control/Status` for one solve into the display, with timestamps moved onto the
+/// local clock as buildx shows them.
 async fn stream_status(
     mut control: control::control_client::ControlClient<tonic::transport::Channel>,
     solve_ref: String,
-    printer: Arc<std::sync::Mutex<Printer>>,
+    tx: tokio::sync::mpsc::Sender<control::StatusResponse>,
 ) {
+    let mut feed = progress::SolveFeed::new(None);
     let Ok(resp) = control
         .status(control::StatusRequest { r#ref: solve_ref })
         .await
@@ -380,14 +408,10 @@ async fn stream_status(
         return;
     };
     let mut stream = resp.into_inner();
-    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(120));
-    loop {
-        tokio::select! {
-            msg = stream.message() => match msg {
-                Ok(Some(s)) => printer.lock().expect("progress printer").update(&s),
-                _ => break,
-            },
-            _ = ticker.tick() => printer.lock().expect("progress printer").tick(),
+    while let Ok(Some(mut status)) = stream.message().await {
+        feed.adjust(&mut status);
+        if tx.send(status).await.is_err() {
+            break;
         }
     }
 }

@@ -105,7 +105,7 @@ pub fn parse_build_args(values: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for v in values {
         match v.split_once('=') {
-            Some((k, _)) if k.is_empty() => bail!("invalid build-arg {v:?}: empty name"),
+            Some(("", _)) => bail!("invalid build-arg {v:?}: empty name"),
             Some((k, val)) => {
                 out.insert(k.to_string(), val.to_string());
             }
@@ -173,7 +173,10 @@ pub fn validate_extra_host(h: &str) -> Result<()> {
 pub fn extra_hosts_attr(hosts: &[String]) -> String {
     let mut out = Vec::new();
     for h in hosts {
-        let (host, ip) = h.split_once('=').or_else(|| h.split_once(':')).unwrap_or((h, ""));
+        let (host, ip) = h
+            .split_once('=')
+            .or_else(|| h.split_once(':'))
+            .unwrap_or((h, ""));
         for v in ip.split(',') {
             let v = v
                 .strip_prefix('[')
@@ -211,8 +214,21 @@ pub fn parse_mem_bytes(s: &str) -> Result<u64> {
 /// `--ulimit name=soft[:hard]`, checked and kept in Docker's spelling.
 pub fn validate_ulimit(s: &str) -> Result<()> {
     const NAMES: &[&str] = &[
-        "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-        "rss", "rtprio", "rttime", "sigpending", "stack",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
     ];
     let (name, limits) = s
         .split_once('=')

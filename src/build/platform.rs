@@ -97,11 +97,26 @@ mod tests {
 
     #[test]
     fn normalises_aliases() {
-        assert_eq!("linux/aarch64".parse::<Platform>().unwrap().to_string(), "linux/arm64");
-        assert_eq!("linux/arm64/v8".parse::<Platform>().unwrap().to_string(), "linux/arm64");
-        assert_eq!("linux/x86_64".parse::<Platform>().unwrap().to_string(), "linux/amd64");
-        assert_eq!("linux/arm".parse::<Platform>().unwrap().to_string(), "linux/arm/v7");
-        assert_eq!("Linux/AMD64".parse::<Platform>().unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            "linux/aarch64".parse::<Platform>().unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            "linux/arm64/v8".parse::<Platform>().unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            "linux/x86_64".parse::<Platform>().unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            "linux/arm".parse::<Platform>().unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            "Linux/AMD64".parse::<Platform>().unwrap().to_string(),
+            "linux/amd64"
+        );
     }
 
     #[test]

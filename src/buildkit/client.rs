@@ -16,6 +16,19 @@ pub struct WorkerInfo {
     pub id: String,
     pub platforms: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    pub gc_policy: Vec<GcPolicy>,
+}
+
+/// A BuildKit garbage-collection rule as a worker reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcPolicy {
+    pub all: bool,
+    pub filters: Vec<String>,
+    /// Nanoseconds, as BuildKit sends it.
+    pub keep_duration: i64,
+    pub reserved_space: i64,
+    pub max_used_space: i64,
+    pub min_free_space: i64,
 }
 
 /// A connected `Control` client.
@@ -75,6 +88,18 @@ impl BuildkitClient {
                     })
                     .collect(),
                 labels: w.labels.into_iter().collect(),
+                gc_policy: w
+                    .gc_policy
+                    .iter()
+                    .map(|p| GcPolicy {
+                        all: p.all,
+                        filters: p.filters.clone(),
+                        keep_duration: p.keep_duration,
+                        reserved_space: p.reserved_space,
+                        max_used_space: p.max_used_space,
+                        min_free_space: p.min_free_space,
+                    })
+                    .collect(),
             })
             .collect())
     }
@@ -84,7 +109,8 @@ impl BuildkitClient {
         match self.control().info(control::InfoRequest::default()).await {
             Ok(r) => Ok(r.into_inner().buildkit_version.map(|v| v.version)),
             Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
-            Err(s) => Err(anyhow::anyhow!(s.message().to_string())).context("asking BuildKit for its version"),
+            Err(s) => Err(anyhow::anyhow!(s.message().to_string()))
+                .context("asking BuildKit for its version"),
         }
     }
 }

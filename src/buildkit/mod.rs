@@ -10,7 +10,6 @@ pub mod fsutil;
 pub mod session;
 
 pub use client::BuildkitClient;
-pub use session::Session;
 
 /// BuildKit's own random identifiers: 25 characters of base-36, as `identity.NewID` makes them.
 pub fn new_id() -> String {
@@ -28,7 +27,9 @@ mod tests {
     fn ids_look_like_buildkits() {
         let id = super::new_id();
         assert_eq!(id.len(), 25);
-        assert!(id.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
         assert_ne!(id, super::new_id());
     }
 }

@@ -86,7 +86,11 @@ pub struct Args {
     pub push: bool,
 
     /// Output destination (format: "type=local,dest=path")
-    #[arg(short = 'o', long = "output", value_name = "PATH | type=TYPE[,KEY=VALUE]")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "PATH | type=TYPE[,KEY=VALUE]"
+    )]
     pub outputs: Vec<String>,
 
     /// Write the image ID to a file
@@ -163,7 +167,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
     let iidfile = opts.iidfile.clone();
     let metadata_file = opts.metadata_file.clone();
     let builder = crate::builder::resolve(ctx).await?;
-    let result = crate::build::build(&builder, opts, progress).await?;
+    let result = crate::build::build(&builder, opts, progress, ctx.debug).await?;
 
     let image_id = result.image_id().unwrap_or_default().to_string();
     if quiet {

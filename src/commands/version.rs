@@ -10,6 +10,10 @@ use super::Ctx;
 pub struct Args {}
 
 pub async fn run(_args: Args, _ctx: &Ctx) -> Result<ExitCode> {
-    println!("kiln v{} {}", env!("CARGO_PKG_VERSION"), env!("KILN_GIT_REVISION"));
+    println!(
+        "kiln v{} {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("KILN_GIT_REVISION")
+    );
     Ok(ExitCode::SUCCESS)
 }

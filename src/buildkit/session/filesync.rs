@@ -55,9 +55,7 @@ impl FileSync for FileSyncService {
         tokio::spawn(async move {
             let err_tx = tx.clone();
             if let Err(e) = send_dir(root, filter, incoming, tx).await {
-                let _ = err_tx
-                    .send(Err(Status::internal(format!("{e:#}"))))
-                    .await;
+                let _ = err_tx.send(Err(Status::internal(format!("{e:#}")))).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -69,6 +67,8 @@ impl FileSync for FileSyncService {
         &self,
         _: Request<Streaming<Packet>>,
     ) -> Result<Response<Self::TarStreamStream>, Status> {
-        Err(Status::unimplemented("kiln sends directories with DiffCopy"))
+        Err(Status::unimplemented(
+            "kiln sends directories with DiffCopy",
+        ))
     }
 }

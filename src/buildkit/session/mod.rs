@@ -10,6 +10,7 @@ mod filesend;
 mod filesync;
 mod health;
 mod raw;
+mod upload;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use kiln_drivers::{BoxIo, Driver};
 use tokio::task::JoinHandle;
 
 pub use filesend::ExportTarget;
+pub use upload::Uploads;
 
 /// gRPC methods kiln serves; BuildKit only calls what the session announces.
 const SERVED_METHODS: &[&str] = &[
@@ -32,6 +34,7 @@ const SERVED_METHODS: &[&str] = &[
     "/moby.filesync.v1.Auth/FetchToken",
     "/moby.filesync.v1.Auth/GetTokenAuthority",
     "/moby.filesync.v1.Auth/VerifyTokenAuthority",
+    "/moby.upload.v1.Upload/Pull",
 ];
 
 /// What one build exposes to BuildKit.
@@ -41,6 +44,8 @@ pub struct SessionContent {
     pub dirs: HashMap<String, PathBuf>,
     /// Export destinations by exporter index.
     pub exports: HashMap<u32, ExportTarget>,
+    /// Streams the frontend fetches as `http://buildkit-session/<id>` (stdin tarballs).
+    pub uploads: Uploads,
 }
 
 /// A session ready to be attached to a daemon.
@@ -76,7 +81,10 @@ impl Session {
     fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![
             ("X-Docker-Expose-Session-Uuid".to_string(), self.id.clone()),
-            ("X-Docker-Expose-Session-Name".to_string(), self.name.clone()),
+            (
+                "X-Docker-Expose-Session-Name".to_string(),
+                self.name.clone(),
+            ),
             (
                 "X-Docker-Expose-Session-Sharedkey".to_string(),
                 self.shared_key.clone(),
@@ -97,7 +105,9 @@ impl Session {
             .dial_session(&self.headers())
             .await
             .context("attaching the build session")?
-            .context("this driver carries sessions over Control/Session, which kiln does not serve yet")?;
+            .context(
+                "this driver carries sessions over Control/Session, which kiln does not serve yet",
+            )?;
         Ok(RunningSession {
             task: tokio::spawn(serve(io, self.content.clone())),
         })
@@ -110,6 +120,7 @@ async fn serve(io: BoxIo, content: Arc<SessionContent>) {
         .add_service(filesync::server(content.clone()))
         .add_service(filesend::server(content.clone()))
         .add_service(auth::server())
+        .add_service(upload::server(content.uploads.clone()))
         .prepare();
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // Build contexts stream through this connection: generous windows keep large files moving.

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Times kiln against the reference docker-buildx on the same engine and prints ratios
+# (buildx time / kiln time: above 1 means kiln is faster).
+#
+#   bash benches/compare.sh            # needs `scripts/testenv.sh up` to have run
+#
+# Rows: CLI startup (`version`), a build whose context holds 20,000 small files, a build whose
+# context holds one 1 GiB file, and a no-change rebuild. Each build row uses a fresh copy of its
+# context (new directory name) so neither tool can reuse an earlier upload; medians of N runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+source "${KILN_TESTENV_DIR:-/run/kiln-testenv}/env"
+export DOCKER_HOST="$KILN_TEST_ENGINE28_HOST"
+KILN="${KILN:-${CARGO_TARGET_DIR:-target}/release/kiln}"
+if [ ! -x "$KILN" ]; then cargo build --release --locked; KILN="${CARGO_TARGET_DIR:-target}/release/kiln"; fi
+BUILDX="$KILN_TEST_BUILDX"
+WORK=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export KILN_CONFIG="$WORK/kiln" BUILDX_CONFIG="$WORK/buildx" DOCKER_CONFIG="$WORK/docker"
+mkdir -p "$KILN_CONFIG" "$BUILDX_CONFIG" "$DOCKER_CONFIG"
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+# time_cmd N cmd... -> median seconds
+time_cmd() {
+  local n=$1; shift
+  for _ in $(seq "$n"); do
+    local s e; s=$(now); "$@" >/dev/null 2>&1; e=$(now)
+    echo "$e - $s" | bc -l
+  done | median
+}
+row() { printf '%-28s %10.4fs %10.4fs %8.2fx\n' "$1" "$2" "$3" "$(echo "$3 / $2" | bc -l)"; }
+
+printf '%-28s %11s %11s %9s\n' "benchmark" "kiln" "buildx" "ratio"
+
+k=$(time_cmd 50 "$KILN" version); b=$(time_cmd 50 "$BUILDX" version); row "version (startup)" "$k" "$b"
+
+# 20,000 small files.
+mkdir -p "$WORK/small/d"
+printf 'FROM scratch\nCOPY . /ctx\n' > "$WORK/small/Dockerfile"
+for i in $(seq 0 199); do mkdir -p "$WORK/small/d/$i"; for j in $(seq 0 99); do echo "$i-$j" > "$WORK/small/d/$i/$j"; done; done
+fresh_build() { # tool template
+  local dir; dir="$WORK/run-$RANDOM$RANDOM"; cp -a "$2" "$dir"
+  if [ "$1" = kiln ]; then "$KILN" build --progress=quiet -o type=cacheonly "$dir"; else "$BUILDX" build --progress=quiet -o type=cacheonly "$dir"; fi
+  rm -rf "$dir"
+}
+k=$(time_cmd 3 fresh_build kiln "$WORK/small"); b=$(time_cmd 3 fresh_build buildx "$WORK/small"); row "20k-file context" "$k" "$b"
+
+# One 1 GiB file (random data, so nothing compresses it away).
+mkdir -p "$WORK/big"
+printf 'FROM scratch\nCOPY big /big\n' > "$WORK/big/Dockerfile"
+head -c $((1024*1024*1024)) /dev/urandom > "$WORK/big/big"
+k=$(time_cmd 3 fresh_build kiln "$WORK/big"); b=$(time_cmd 3 fresh_build buildx "$WORK/big"); row "1 GiB-file context" "$k" "$b"
+rm -rf "$WORK/big"
+
+# No-change rebuild of the same directory (everything cached).
+"$KILN" build --progress=quiet -o type=cacheonly "$WORK/small" >/dev/null 2>&1
+"$BUILDX" build --progress=quiet -o type=cacheonly "$WORK/small" >/dev/null 2>&1
+k=$(time_cmd 5 "$KILN" build --progress=quiet -o type=cacheonly "$WORK/small")
+b=$(time_cmd 5 "$BUILDX" build --progress=quiet -o type=cacheonly "$WORK/small")
+row "no-change rebuild" "$k" "$b"

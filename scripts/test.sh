@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every kiln test on a fresh machine: brings up the real daemons the end-to-end tests use
+# (scripts/testenv.sh), then the unit and end-to-end suites. This is the README's test command
+# and the only thing CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Downloads and build outputs live outside the clone so the next run on this machine reuses them.
+export KILN_CACHE_DIR="${KILN_CACHE_DIR:-/var/cache/kiln}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KILN_CACHE_DIR/cargo-target}"
+mkdir -p "$KILN_CACHE_DIR" "$CARGO_TARGET_DIR"
+
+bash scripts/testenv.sh up
+# shellcheck disable=SC1091
+source "${KILN_TESTENV_DIR:-/run/kiln-testenv}/env"
+
+echo "--- building"
+cargo build --workspace --locked --all-targets
+echo "--- tests"
+cargo test --workspace --locked -- --test-threads=2

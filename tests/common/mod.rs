@@ -1,0 +1,166 @@
+//! Shared helpers for kiln's end-to-end tests: the daemons the test environment started
+//! (`scripts/testenv.sh up`), and running the `kiln` binary the way a user does.
+//!
+//! A missing daemon or variable fails the test with a message saying how to bring the
+//! environment up; nothing here skips.
+
+#![allow(dead_code)]
+
+use std::borrow::BorrowMut;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A variable the test environment exports; panics with instructions when it is missing.
+pub fn env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: run the tests through scripts/test.sh, or run \
+             `bash scripts/testenv.sh up && source /run/kiln-testenv/env` first"
+        ),
+    }
+}
+
+/// The two engines every build test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Docker Engine 28 with containerd 2.1 and the containerd image store.
+    Modern,
+    /// Docker Engine 20.10 with BuildKit 0.8.
+    Old,
+}
+
+impl Engine {
+    pub fn host(self) -> String {
+        match self {
+            Engine::Modern => env("KILN_TEST_ENGINE28_HOST"),
+            Engine::Old => env("KILN_TEST_ENGINE20_HOST"),
+        }
+    }
+}
+
+/// A user's session: private kiln and Docker config directories, one engine.
+pub struct User {
+    pub home: tempfile::TempDir,
+    pub engine: Engine,
+}
+
+impl User {
+    pub fn new(engine: Engine) -> User {
+        let home = tempfile::Builder::new()
+            .prefix("kiln-e2e-")
+            .tempdir()
+            .expect("temp home");
+        std::fs::create_dir_all(home.path().join("kiln")).unwrap();
+        std::fs::create_dir_all(home.path().join("docker")).unwrap();
+        User { home, engine }
+    }
+
+    pub fn kiln_config(&self) -> PathBuf {
+        self.home.path().join("kiln")
+    }
+
+    pub fn docker_config(&self) -> PathBuf {
+        self.home.path().join("docker")
+    }
+
+    /// `kiln ARGS` with this user's environment.
+    pub fn kiln(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(args)
+            .env("KILN_CONFIG", self.kiln_config())
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("DOCKER_HOST", self.engine.host())
+            .env_remove("BUILDX_BUILDER")
+            .env_remove("BUILDKIT_PROGRESS")
+            .env_remove("DOCKER_DEFAULT_PLATFORM")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The reference `docker-buildx` with the same environment and its own state directory.
+    pub fn buildx(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env("KILN_TEST_BUILDX"));
+        c.args(args)
+            .env("BUILDX_CONFIG", self.home.path().join("buildx"))
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("DOCKER_HOST", self.engine.host())
+            .env_remove("BUILDX_BUILDER")
+            .env_remove("BUILDKIT_PROGRESS")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The docker CLI against this user's engine.
+    pub fn docker(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env("KILN_TEST_DOCKER_CLI"));
+        c.args(args)
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("DOCKER_HOST", self.engine.host())
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+/// Runs a command and returns its output; describes the command when it cannot start.
+pub fn run(mut cmd: impl BorrowMut<Command>) -> Output {
+    let cmd = cmd.borrow_mut();
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; on failure shows everything it printed.
+pub fn ok(mut cmd: impl BorrowMut<Command>) -> Output {
+    let cmd = cmd.borrow_mut();
+    let out = run(&mut *cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command that must fail with exit code 1; returns its stderr.
+pub fn fails(mut cmd: impl BorrowMut<Command>) -> String {
+    let cmd = cmd.borrow_mut();
+    let out = run(&mut *cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{cmd:?} should have failed with exit 1\n--- stdout\n{}\n--- stderr\n{stderr}",
+        String::from_utf8_lossy(&out.stdout),
+    );
+    stderr
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes a tree of files: `(relative path, contents)`.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+}
+
+/// A unique name for images and builders so parallel tests don't collide.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
