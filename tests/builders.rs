@@ -5,155 +5,42 @@
 //! Every test runs the `kiln` binary with its own temporary `KILN_CONFIG` and `DOCKER_CONFIG`.
 //! A missing engine fails the suite: these tests never skip.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use sha2::{Digest, Sha256};
+use common::*;
 
-/// A variable the test environment must provide; panics (never skips) when it is missing.
-fn testenv(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!(
-            "{name} is not set: start the test environment with `scripts/testenv.sh up` and \
-             `source /run/kiln-testenv/env` before running these tests"
-        ),
-    }
-}
-
-fn engine28() -> String {
-    testenv("KILN_TEST_ENGINE28_HOST")
-}
-
-fn engine20() -> String {
-    testenv("KILN_TEST_ENGINE20_HOST")
-}
-
-/// One user's session: a kiln config dir, a Docker config dir, and the Docker host they use.
-struct Session {
-    kiln_config: tempfile::TempDir,
-    docker_config: tempfile::TempDir,
-    buildx_config: tempfile::TempDir,
-    docker_host: Option<String>,
-}
-
-impl Session {
-    fn new(docker_host: Option<String>) -> Session {
-        Session {
-            kiln_config: tempfile::tempdir().unwrap(),
-            docker_config: tempfile::tempdir().unwrap(),
-            buildx_config: tempfile::tempdir().unwrap(),
-            docker_host,
-        }
-    }
-
-    fn on(host: String) -> Session {
-        Session::new(Some(host))
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env("KILN_CONFIG", self.kiln_config.path())
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .env("BUILDX_CONFIG", self.buildx_config.path())
-            .env_remove("BUILDX_BUILDER")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("KILN_LOG");
-        match &self.docker_host {
-            Some(h) => cmd.env("DOCKER_HOST", h),
-            None => cmd.env_remove("DOCKER_HOST"),
-        };
-        cmd
-    }
-
-    fn kiln(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn buildx(&self, args: &[&str]) -> Output {
-        self.command(&testenv("KILN_TEST_BUILDX"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs kiln and returns stdout, failing the test with stderr if kiln failed.
-    fn kiln_ok(&self, args: &[&str]) -> String {
-        let out = self.kiln(args);
-        assert!(
-            out.status.success(),
-            "kiln {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn buildx_ok(&self, args: &[&str]) -> String {
-        let out = self.buildx(args);
-        assert!(
-            out.status.success(),
-            "docker-buildx {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Writes a Docker context the way `docker context create` stores it.
-    fn add_docker_context(&self, name: &str, host: &str) {
-        let id = hex::encode(Sha256::digest(name.as_bytes()));
-        let dir = self.docker_config.path().join("contexts/meta").join(id);
-        std::fs::create_dir_all(&dir).unwrap();
-        let meta = serde_json::json!({
-            "Name": name,
-            "Metadata": {},
-            "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": false}},
-        });
-        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
-    }
-
-    fn set_current_context(&self, name: &str) {
-        let cfg = serde_json::json!({"currentContext": name});
-        std::fs::write(
-            self.docker_config.path().join("config.json"),
-            cfg.to_string(),
-        )
-        .unwrap();
-    }
-
-    /// Every file under the kiln config dir with its contents (the lock file aside).
-    fn store_snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            for e in std::fs::read_dir(dir).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, root, out);
-                } else if p.file_name().unwrap() != ".lock" {
-                    out.insert(
-                        p.strip_prefix(root).unwrap().to_path_buf(),
-                        std::fs::read(&p).unwrap(),
-                    );
-                }
+/// Every file under the user's kiln config dir with its contents (the lock file aside).
+fn store_snapshot(user: &User) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else if p.file_name().unwrap() != ".lock" {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
-        let mut out = BTreeMap::new();
-        walk(self.kiln_config.path(), self.kiln_config.path(), &mut out);
-        out
     }
-
-    fn ls_json(&self) -> Vec<serde_json::Value> {
-        self.kiln_ok(&["ls", "--format", "json"])
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+    let mut out = BTreeMap::new();
+    walk(&user.kiln_config(), &user.kiln_config(), &mut out);
+    out
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// `kiln ls --format json`, one value per builder.
+fn ls_json(user: &User) -> Vec<serde_json::Value> {
+    json_lines(&stdout(&ok(user.kiln(&["ls", "--format", "json"]))))
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The builder of that name in `ls --format json` output.
@@ -163,33 +50,40 @@ fn builder<'a>(ls: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json
 
 #[test]
 fn create_ls_inspect_use_rm_round_trip() {
-    let s = Session::on(engine28());
+    let user = User::new(Engine::Modern);
     assert_eq!(
-        s.kiln_ok(&["create", "--name", "old", "--driver", "docker", &engine20()]),
+        stdout(&ok(user.kiln(&[
+            "create",
+            "--name",
+            "old",
+            "--driver",
+            "docker",
+            &Engine::Old.host()
+        ]))),
         "old\n"
     );
     assert_eq!(
-        s.kiln_ok(&[
+        stdout(&ok(user.kiln(&[
             "create",
             "--name",
             "new",
             "--platform",
             "linux/arm64",
-            &engine28()
-        ]),
+            &Engine::Modern.host()
+        ]))),
         "new\n"
     );
 
-    let table = s.kiln_ok(&["ls"]);
+    let table = stdout(&ok(user.kiln(&["ls"])));
     assert!(table.starts_with("NAME/NODE "), "{table}");
     assert!(table.contains("\nold "), "{table}");
     assert!(
-        table.contains(&format!(" \\_ old0       \\_ {}", engine20())),
+        table.contains(&format!(" \\_ old0       \\_ {}", Engine::Old.host())),
         "{table}"
     );
     assert!(table.contains("default*"), "{table}");
 
-    let ls = s.ls_json();
+    let ls = ls_json(&user);
     let old = builder(&ls, "old").unwrap();
     assert_eq!(old["Driver"], "docker");
     assert_eq!(old["Nodes"][0]["Status"], "running");
@@ -198,7 +92,7 @@ fn create_ls_inspect_use_rm_round_trip() {
     let new = builder(&ls, "new").unwrap();
     assert_eq!(new["Nodes"][0]["Platforms"][0], "linux/arm64");
 
-    let inspect = s.kiln_ok(&["inspect", "new"]);
+    let inspect = stdout(&ok(user.kiln(&["inspect", "new"])));
     assert!(inspect.starts_with("Name:          new\nDriver:        docker\nLast Activity: "));
     assert!(inspect.contains("Name:             new0\n"), "{inspect}");
     assert!(inspect.contains("Status:           running\n"), "{inspect}");
@@ -208,86 +102,81 @@ fn create_ls_inspect_use_rm_round_trip() {
     );
 
     // `use` makes it current for this Docker endpoint; `inspect` without a name follows.
-    s.kiln_ok(&["use", "old"]);
-    assert!(s.kiln_ok(&["ls"]).contains("\nold*"));
-    assert!(s.kiln_ok(&["inspect"]).starts_with("Name:          old\n"));
-    assert_eq!(builder(&s.ls_json(), "old").unwrap()["Current"], true);
+    ok(user.kiln(&["use", "old"]));
+    assert!(stdout(&ok(user.kiln(&["ls"]))).contains("\nold*"));
+    assert!(stdout(&ok(user.kiln(&["inspect"]))).starts_with("Name:          old\n"));
+    assert_eq!(builder(&ls_json(&user), "old").unwrap()["Current"], true);
     // --builder wins over the current builder.
-    assert!(s
-        .kiln_ok(&["--builder", "new", "inspect"])
+    assert!(stdout(&ok(user.kiln(&["--builder", "new", "inspect"])))
         .starts_with("Name:          new\n"));
-    s.kiln_ok(&["stop", "old"]);
+    ok(user.kiln(&["stop", "old"]));
 
-    let out = s.kiln(&["rm", "old"]);
+    let out = run(user.kiln(&["rm", "old"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "old removed\n");
-    let ls = s.ls_json();
+    let ls = ls_json(&user);
     assert!(builder(&ls, "old").is_none());
     // With its builder gone, the endpoint falls back to its Docker context's builder.
     assert_eq!(builder(&ls, "default").unwrap()["Current"], true);
 
-    s.kiln_ok(&["use", "new"]);
-    s.kiln_ok(&["use", "default"]);
-    assert_eq!(builder(&s.ls_json(), "default").unwrap()["Current"], true);
+    ok(user.kiln(&["use", "new"]));
+    ok(user.kiln(&["use", "default"]));
+    assert_eq!(
+        builder(&ls_json(&user), "default").unwrap()["Current"],
+        true
+    );
 }
 
 #[test]
 fn ls_and_inspect_match_buildx_on_both_engines() {
-    for host in [engine28(), engine20()] {
-        let s = Session::on(host.clone());
+    for engine in [Engine::Modern, Engine::Old] {
+        let host = engine.host();
+        let user = User::new(engine);
         for args in [&["ls"][..], &["inspect"], &["inspect", "default"]] {
             assert_eq!(
-                s.kiln_ok(args),
-                s.buildx_ok(args),
+                stdout(&ok(user.kiln(args))),
+                stdout(&ok(user.buildx(args))),
                 "kiln {args:?} differs from docker buildx on {host}"
             );
         }
         let kiln: serde_json::Value =
-            serde_json::from_str(s.kiln_ok(&["ls", "--format", "json"]).trim()).unwrap();
+            serde_json::from_str(stdout(&ok(user.kiln(&["ls", "--format", "json"]))).trim())
+                .unwrap();
         let buildx: serde_json::Value =
-            serde_json::from_str(s.buildx_ok(&["ls", "--format", "json"]).trim()).unwrap();
+            serde_json::from_str(stdout(&ok(user.buildx(&["ls", "--format", "json"]))).trim())
+                .unwrap();
         assert_eq!(kiln, buildx, "ls --format json differs on {host}");
     }
 }
 
 #[test]
 fn docker_contexts_are_builders_as_in_buildx() {
-    let s = Session::new(None);
-    s.add_docker_context("e28", &engine28());
-    s.add_docker_context("e20", &engine20());
-    s.set_current_context("e28");
+    let user = User::without_docker_host();
+    user.add_docker_context("e28", &Engine::Modern.host());
+    user.add_docker_context("e20", &Engine::Old.host());
+    user.use_docker_context("e28");
     for args in [&["ls"][..], &["inspect"], &["inspect", "e20"]] {
-        assert_eq!(s.kiln_ok(args), s.buildx_ok(args), "kiln {args:?} differs");
+        assert_eq!(
+            stdout(&ok(user.kiln(args))),
+            stdout(&ok(user.buildx(args))),
+            "kiln {args:?} differs"
+        );
     }
     // BUILDX_BUILDER names a context: its engine answers.
-    let out = s
-        .command(env!("CARGO_BIN_EXE_kiln"))
-        .env("BUILDX_BUILDER", "e20")
-        .arg("inspect")
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout(&run(user.kiln(&["inspect"]).env("BUILDX_BUILDER", "e20")));
     assert!(text.contains("BuildKit version: v0.8+unknown"), "{text}");
     // DOCKER_CONTEXT overrides config.json's currentContext.
-    let out = s
-        .command(env!("CARGO_BIN_EXE_kiln"))
-        .env("DOCKER_CONTEXT", "e20")
-        .args(["ls", "--format", "json"])
-        .output()
-        .unwrap();
-    let ls: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ls = json_lines(&stdout(&run(user
+        .kiln(&["ls", "--format", "json"])
+        .env("DOCKER_CONTEXT", "e20"))));
     assert_eq!(builder(&ls, "e20").unwrap()["Current"], true);
 
     // A context builder can be created on, but not removed.
     assert_eq!(
-        s.kiln_ok(&["create", "--name", "via-ctx", "e20"]),
+        stdout(&ok(user.kiln(&["create", "--name", "via-ctx", "e20"]))),
         "via-ctx\n"
     );
-    let ls = s.ls_json();
+    let ls = ls_json(&user);
     assert_eq!(
         builder(&ls, "via-ctx").unwrap()["Nodes"][0]["Endpoint"],
         "e20"
@@ -296,10 +185,8 @@ fn docker_contexts_are_builders_as_in_buildx() {
         builder(&ls, "via-ctx").unwrap()["Nodes"][0]["Version"],
         "v0.8+unknown"
     );
-    let out = s.kiln(&["rm", "e20"]);
-    assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        stderr(&out),
+        fails(user.kiln(&["rm", "e20"])),
         "failed to remove e20: context builder cannot be removed, run `docker context rm e20` to remove this context\n\
          ERROR: failed to remove one or more builders\n"
     );
@@ -307,11 +194,11 @@ fn docker_contexts_are_builders_as_in_buildx() {
 
 #[test]
 fn unreachable_context_is_reported_like_buildx() {
-    let s = Session::on(engine28());
-    s.add_docker_context("ghost", "unix:///nonexistent/docker.sock");
-    let kiln = s.kiln(&["ls"]);
+    let user = User::new(Engine::Modern);
+    user.add_docker_context("ghost", "unix:///nonexistent/docker.sock");
+    let kiln = run(user.kiln(&["ls"]));
     assert!(kiln.status.success());
-    let buildx = s.buildx(&["ls"]);
+    let buildx = run(user.buildx(&["ls"]));
     assert_eq!(
         String::from_utf8_lossy(&kiln.stdout),
         String::from_utf8_lossy(&buildx.stdout)
@@ -325,14 +212,14 @@ fn unreachable_context_is_reported_like_buildx() {
 
 #[test]
 fn bad_input_fails_with_one_line_and_leaves_the_store_alone() {
-    let s = Session::on(engine28());
-    s.add_docker_context("ctx", &engine20());
-    s.kiln_ok(&["create", "--name", "taken", &engine28()]);
-    let before = s.store_snapshot();
+    let user = User::new(Engine::Modern);
+    user.add_docker_context("ctx", &Engine::Old.host());
+    ok(user.kiln(&["create", "--name", "taken", &Engine::Modern.host()]));
+    let before = store_snapshot(&user);
     let cases: &[(&[&str], &str)] = &[
         (&["create", "--name", "x", "--driver", "nope"], "ERROR: failed to find driver \"nope\""),
         (
-            &["create", "--name", "taken", &engine20()],
+            &["create", "--name", "taken", &Engine::Old.host()],
             "ERROR: existing instance for \"taken\" but no append mode, specify the node name to make changes for existing instances",
         ),
         (
@@ -371,7 +258,7 @@ fn bad_input_fails_with_one_line_and_leaves_the_store_alone() {
         ),
     ];
     for (args, want) in cases {
-        let out = s.kiln(args);
+        let out = run(user.kiln(args));
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "kiln {args:?}: {err}");
         assert_eq!(
@@ -385,56 +272,52 @@ fn bad_input_fails_with_one_line_and_leaves_the_store_alone() {
         );
         assert!(out.stdout.is_empty(), "kiln {args:?} printed to stdout");
         assert_eq!(
-            s.store_snapshot(),
+            store_snapshot(&user),
             before,
             "kiln {args:?} changed the store"
         );
     }
 
-    let out = s.kiln(&["rm", "default"]);
-    assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        stderr(&out),
+        fails(user.kiln(&["rm", "default"])),
         "failed to remove default: context builder cannot be removed, run `docker context rm default` to remove this context\n\
          ERROR: failed to remove one or more builders\n"
     );
-    assert_eq!(s.store_snapshot(), before);
+    assert_eq!(store_snapshot(&user), before);
 }
 
 #[test]
 fn bootstrap_checks_the_daemon_before_storing() {
-    let s = Session::on(engine28());
-    let before = s.store_snapshot();
-    let out = s.kiln(&[
+    let user = User::new(Engine::Modern);
+    let before = store_snapshot(&user);
+    let err = fails(user.kiln(&[
         "create",
         "--name",
         "ghost",
         "--bootstrap",
         "unix:///nonexistent/docker.sock",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    ]));
     assert!(
         err.starts_with("ERROR: failed to initialize builder ghost (ghost0): "),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(s.store_snapshot(), before);
+    assert_eq!(store_snapshot(&user), before);
 
     assert_eq!(
-        s.kiln_ok(&[
+        stdout(&ok(user.kiln(&[
             "create",
             "--name",
             "up",
             "--bootstrap",
             "--use",
-            &engine20()
-        ]),
+            &Engine::Old.host()
+        ]))),
         "up\n"
     );
-    let ls = s.ls_json();
+    let ls = ls_json(&user);
     assert_eq!(builder(&ls, "up").unwrap()["Current"], true);
-    let inspect = s.kiln_ok(&["inspect", "--bootstrap"]);
+    let inspect = stdout(&ok(user.kiln(&["inspect", "--bootstrap"])));
     assert!(
         inspect.contains("BuildKit version: v0.8+unknown"),
         "{inspect}"
@@ -443,37 +326,37 @@ fn bootstrap_checks_the_daemon_before_storing() {
 
 #[test]
 fn append_and_leave_manage_nodes() {
-    let s = Session::on(engine28());
-    s.kiln_ok(&[
+    let user = User::new(Engine::Modern);
+    ok(user.kiln(&[
         "create",
         "--name",
         "pair",
         "--platform",
         "linux/amd64",
-        &engine28(),
-    ]);
-    s.kiln_ok(&[
+        &Engine::Modern.host(),
+    ]));
+    ok(user.kiln(&[
         "create",
         "--name",
         "pair",
         "--append",
         "--platform",
         "linux/386",
-        &engine20(),
-    ]);
-    let ls = s.ls_json();
+        &Engine::Old.host(),
+    ]));
+    let ls = ls_json(&user);
     let pair = builder(&ls, "pair").unwrap();
     let nodes = pair["Nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[0]["Name"], "pair0");
     assert_eq!(nodes[1]["Name"], "pair1");
     assert_eq!(nodes[1]["Platforms"][0], "linux/386");
-    let table = s.kiln_ok(&["ls"]);
+    let table = stdout(&ok(user.kiln(&["ls"])));
     assert!(table.contains(" \\_ pair1"), "{table}");
     assert!(table.contains("linux/386*"), "{table}");
 
-    s.kiln_ok(&["create", "--name", "pair", "--leave", "--node", "pair0"]);
-    let ls = s.ls_json();
+    ok(user.kiln(&["create", "--name", "pair", "--leave", "--node", "pair0"]));
+    let ls = ls_json(&user);
     assert_eq!(
         builder(&ls, "pair").unwrap()["Nodes"]
             .as_array()
@@ -481,29 +364,27 @@ fn append_and_leave_manage_nodes() {
             .len(),
         1
     );
-    let out = s.kiln(&["create", "--name", "pair", "--leave", "--node", "pair1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("can not leave last node"));
+    let err = fails(user.kiln(&["create", "--name", "pair", "--leave", "--node", "pair1"]));
+    assert!(err.contains("can not leave last node"), "{err}");
 }
 
 #[test]
 fn generated_names_look_like_buildx() {
-    let s = Session::on(engine28());
-    let name = s.kiln_ok(&["create", &engine28()]);
+    let user = User::new(Engine::Modern);
+    let name = stdout(&ok(user.kiln(&["create", &Engine::Modern.host()])));
     let name = name.trim();
     let (adjective, scientist) = name.split_once('_').expect("adjective_scientist");
     assert!(!adjective.is_empty() && !scientist.is_empty(), "{name}");
-    assert!(builder(&s.ls_json(), name).is_some());
+    assert!(builder(&ls_json(&user), name).is_some());
 }
 
 #[test]
 fn concurrent_creates_all_survive() {
-    let s = Session::on(engine28());
+    let user = User::new(Engine::Modern);
+    let hosts = [Engine::Modern.host(), Engine::Old.host()];
     let children: Vec<_> = (0..12)
         .map(|i| {
-            let host = if i % 2 == 0 { engine28() } else { engine20() };
-            s.command(env!("CARGO_BIN_EXE_kiln"))
-                .args(["create", "--name", &format!("c{i}"), &host])
+            user.kiln(&["create", "--name", &format!("c{i}"), &hosts[i % 2]])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -515,7 +396,7 @@ fn concurrent_creates_all_survive() {
         assert!(out.status.success(), "create c{i}: {}", stderr(&out));
         assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("c{i}\n"));
     }
-    let ls = s.ls_json();
+    let ls = ls_json(&user);
     for i in 0..12 {
         let b = builder(&ls, &format!("c{i}")).unwrap_or_else(|| panic!("c{i} was lost"));
         assert_eq!(b["Nodes"][0]["Status"], "running");
@@ -524,8 +405,7 @@ fn concurrent_creates_all_survive() {
     // Concurrent creations of the same name: exactly one wins.
     let racers: Vec<_> = (0..6)
         .map(|_| {
-            s.command(env!("CARGO_BIN_EXE_kiln"))
-                .args(["create", "--name", "contested", &engine28()])
+            user.kiln(&["create", "--name", "contested", &hosts[0]])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -541,8 +421,7 @@ fn concurrent_creates_all_survive() {
 
     let removers: Vec<_> = (0..12)
         .map(|i| {
-            s.command(env!("CARGO_BIN_EXE_kiln"))
-                .args(["rm", &format!("c{i}")])
+            user.kiln(&["rm", &format!("c{i}")])
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -551,7 +430,7 @@ fn concurrent_creates_all_survive() {
     for r in removers {
         assert!(r.wait_with_output().unwrap().status.success());
     }
-    let ls = s.ls_json();
+    let ls = ls_json(&user);
     assert!((0..12).all(|i| builder(&ls, &format!("c{i}")).is_none()));
     assert!(builder(&ls, "contested").is_some());
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::docker_api::DockerEndpoint;
-use crate::{BoxIo, Driver, DriverError, DriverKind, Features, NodeConfig, NodeStatus};
+use crate::{
+    BoxIo, Driver, DriverError, DriverKind, Features, NodeConfig, NodeStatus, RegistryLogin,
+};
 
 /// The worker label the Engine sets when it uses the containerd image store.
 const SNAPSHOTTER_LABEL: &str = "org.mobyproject.buildkit.worker.snapshotter";
@@ -115,6 +117,61 @@ impl Driver for DockerDriver {
             moby_exporter: true,
         }
     }
+
+    async fn push_from_store(
+        &self,
+        name: &str,
+        login: Option<RegistryLogin>,
+    ) -> Result<Option<String>, DriverError> {
+        use futures::StreamExt;
+        let api = self.endpoint.api()?;
+        let (repo, tag) = split_tag(name);
+        let creds = login.map(|l| bollard::auth::DockerCredentials {
+            username: Some(l.username),
+            password: Some(l.password),
+            serveraddress: Some(l.server),
+            ..Default::default()
+        });
+        let options = bollard::query_parameters::PushImageOptionsBuilder::new()
+            .tag(tag)
+            .build();
+        let mut progress = api.push_image(repo, Some(options), creds);
+        while let Some(item) = progress.next().await {
+            item.map_err(|e| DriverError::Other(format!("pushing {name}: {}", api_message(&e))))?;
+        }
+        // The Engine reports the pushed manifest among the image's repository digests.
+        let image = api
+            .inspect_image(name)
+            .await
+            .map_err(|e| DriverError::Other(format!("inspecting {name}: {}", api_message(&e))))?;
+        Ok(image
+            .repo_digests
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|d| {
+                let (r, digest) = d.split_once('@')?;
+                (r == repo).then(|| digest.to_string())
+            }))
+    }
+}
+
+/// `repo[:tag]` split at the tag's colon (not a registry port's); no tag means `latest`.
+fn split_tag(name: &str) -> (&str, &str) {
+    let name = name.split('@').next().unwrap_or(name);
+    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match name[slash..].rfind(':') {
+        Some(i) => (&name[..slash + i], &name[slash + i + 1..]),
+        None => (name, "latest"),
+    }
+}
+
+/// The Engine's own words for an API error, without bollard's wrapping.
+fn api_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        bollard::errors::Error::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The BuildKit version an Engine embeds, for engines whose BuildKit has no `Info` call.
@@ -143,6 +200,19 @@ mod tests {
             "v0.8+unknown"
         );
         assert_eq!(buildkit_version_for_engine("28.5.2"), "28.5.2");
+    }
+
+    #[test]
+    fn splits_tags_not_ports() {
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/b:v1"),
+            ("127.0.0.1:5000/a/b", "v1")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/b"),
+            ("127.0.0.1:5000/a/b", "latest")
+        );
+        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
     }
 
     #[test]

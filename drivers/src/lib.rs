@@ -101,6 +101,23 @@ pub struct Features {
     pub moby_exporter: bool,
 }
 
+/// A registry login handed to a daemon that pushes on kiln's behalf. Never printed.
+#[derive(Clone, Default)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
+impl fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything a driver needs to construct a node's connection.
 #[derive(Debug, Clone, Default)]
 pub struct NodeConfig {
@@ -130,6 +147,19 @@ pub trait Driver: Send + Sync + fmt::Debug {
     ) -> Result<Option<BoxIo>, DriverError>;
     /// What this node can do, given the labels its workers report.
     fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features;
+    /// Pushes `name` from the daemon's own image store and returns the pushed manifest's
+    /// digest, for nodes whose exporter stores images but cannot push them itself
+    /// (`moby_exporter` without `direct_push`).
+    async fn push_from_store(
+        &self,
+        name: &str,
+        _login: Option<RegistryLogin>,
+    ) -> Result<Option<String>, DriverError> {
+        Err(DriverError::Other(format!(
+            "cannot push {name}: the {} driver has no image store to push from",
+            self.kind()
+        )))
+    }
 }
 
 /// Builds the driver for one node.

@@ -7,7 +7,6 @@
 pub mod exporter;
 mod inputs;
 pub mod options;
-pub mod platform;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -326,6 +325,9 @@ pub async fn build(
     printer.set_debug(debug);
     printer.header(&builder.name, driver_name);
     let (status_tx, status_rx) = tokio::sync::mpsc::channel(128);
+    // Steps kiln runs itself after the solve (pushing from the daemon's store) show in the
+    // same display through this sender.
+    let own_steps = status_tx.clone();
     let display = tokio::spawn(progress::run(printer, status_rx));
     let status_task = tokio::spawn(stream_status(
         client.control(),
@@ -368,12 +370,25 @@ pub async fn build(
     drop(running);
     drop(prepared);
 
-    let (mut printer, summary) = display.await.context("progress display")?;
-    printer.print_warnings(&summary);
-    match solved {
+    let solved = match solved {
         Ok(resp) => {
             let mut exporter_response: BTreeMap<String, String> =
                 resp.into_inner().exporter_response.into_iter().collect();
+            let pushed = push_from_store(node.driver.as_ref(), &plan, &features, &own_steps).await;
+            Ok((
+                exporter_response_with_push(&mut exporter_response, pushed),
+                exporter_response,
+            ))
+        }
+        Err(status) => Err(status),
+    };
+    drop(own_steps);
+
+    let (mut printer, summary) = display.await.context("progress display")?;
+    printer.print_warnings(&summary);
+    match solved {
+        Ok((push_result, mut exporter_response)) => {
+            push_result?;
             exporter_response.insert(
                 "buildx.build.ref".into(),
                 format!("{}/{}/{}", builder.name, node.name, solve_ref),
@@ -390,6 +405,89 @@ pub async fn build(
                 u8::try_from(code).unwrap_or(1),
             )))
         }
+    }
+}
+
+/// Names an image exporter must push from the daemon's store because the node can't push from
+/// its exporter (the docker driver without the containerd image store).
+fn names_to_push_from_store(plan: &ExportPlan, features: &Features) -> Vec<String> {
+    if features.direct_push || !features.moby_exporter {
+        return Vec::new();
+    }
+    plan.exporters
+        .iter()
+        .filter(|e| e.r#type == "moby")
+        .filter(|e| e.attrs.get("push").is_some_and(|v| exporter::parse_bool(v)))
+        .flat_map(|e| {
+            e.attrs
+                .get("name")
+                .map(|n| n.split(',').map(str::to_string).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Pushes what the solve stored, one display step per name, and returns the first name's
+/// pushed digest.
+async fn push_from_store(
+    driver: &dyn kiln_drivers::Driver,
+    plan: &ExportPlan,
+    features: &Features,
+    steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
+) -> Result<Option<String>> {
+    let mut first = None;
+    for (i, name) in names_to_push_from_store(plan, features)
+        .into_iter()
+        .enumerate()
+    {
+        let step = progress::OwnStep::start(steps, &format!("pushing {name} with docker")).await;
+        let login = crate::dockercfg::credentials_for(registry_host(&name))
+            .with_context(|| format!("reading credentials for {name}"))?
+            .map(|c| kiln_drivers::RegistryLogin {
+                username: c.username,
+                password: c.secret,
+                server: registry_host(&name).to_string(),
+            });
+        match driver.push_from_store(&name, login).await {
+            Ok(digest) => {
+                step.done(steps).await;
+                if i == 0 {
+                    first = digest;
+                }
+            }
+            Err(e) => {
+                step.failed(steps, &e.to_string()).await;
+                return Err(anyhow::Error::new(e));
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// As buildx does after pushing with the Engine: the pushed manifest becomes the image digest,
+/// and the previous digest is kept as the config digest where the daemon did not report one.
+fn exporter_response_with_push(
+    resp: &mut BTreeMap<String, String>,
+    pushed: Result<Option<String>>,
+) -> Result<()> {
+    if let Some(remote) = pushed? {
+        if !resp.contains_key("containerimage.config.digest") {
+            if let Some(d) = resp.get("containerimage.digest").cloned() {
+                resp.insert("containerimage.config.digest".into(), d);
+            }
+        }
+        resp.insert("containerimage.digest".into(), remote);
+    }
+    Ok(())
+}
+
+/// The registry an image name lives on, as Docker reads names.
+fn registry_host(name: &str) -> &str {
+    match name.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::exporter::ExportSpec;
-use super::platform::Platform;
+use crate::platform::Platform;
 
 /// Where the build context comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

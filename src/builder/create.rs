@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use kiln_drivers::DriverKind;
 
 use crate::dockercfg;
+use crate::platform::Platform;
 use crate::store::{self, NodeGroup, Txn};
 
 /// `kiln create`'s options, parsed.
@@ -20,7 +21,7 @@ pub struct CreateOpts {
     pub driver: Option<String>,
     pub node_name: Option<String>,
     /// Normalised platforms; empty means "not given".
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// `None` when no `--driver-opt` was given (an existing node keeps its options).
     pub driver_opts: Option<BTreeMap<String, String>>,
     /// `None` when no `--buildkitd-flags` was given.
@@ -30,6 +31,13 @@ pub struct CreateOpts {
     /// `[CONTEXT|ENDPOINT]`.
     pub endpoint: Option<String>,
     pub append: bool,
+}
+
+impl CreateOpts {
+    /// The platforms as the store keeps them (`os/arch[/variant]`).
+    fn stored_platforms(&self) -> Vec<String> {
+        self.platforms.iter().map(Platform::to_string).collect()
+    }
 }
 
 /// Parses repeated `--driver-opt` values: each a CSV list of `key=value`.
@@ -195,7 +203,7 @@ fn update_nodes(
                 n.endpoint = endpoint.clone();
             }
             if !opts.platforms.is_empty() {
-                n.platforms = opts.platforms.clone();
+                n.platforms = opts.stored_platforms();
             }
             if let Some(f) = &opts.buildkitd_flags {
                 n.buildkitd_flags = f.clone();
@@ -217,7 +225,7 @@ fn update_nodes(
             ng.nodes.push(store::Node {
                 name,
                 endpoint: endpoint.clone(),
-                platforms: opts.platforms.clone(),
+                platforms: opts.stored_platforms(),
                 driver_opts: opts.driver_opts.clone().unwrap_or_default(),
                 buildkitd_flags: opts.buildkitd_flags.clone().unwrap_or_default(),
                 files: files.unwrap_or_default(),
@@ -294,6 +302,7 @@ pub fn leave(txn: &Txn<'_>, name: Option<&str>, node: Option<&str>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform;
 
     #[test]
     fn driver_opts_are_csv_key_values() {
@@ -341,12 +350,12 @@ mod tests {
     fn nodes_are_named_after_the_builder_and_own_their_platforms() {
         let mut ng = group();
         let mut opts = CreateOpts {
-            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            platforms: platform::parse_list(&["linux/amd64", "linux/arm64"]).unwrap(),
             ..Default::default()
         };
         update_nodes(&mut ng, &opts, "unix:///a".into(), true).unwrap();
         opts.append = true;
-        opts.platforms = vec!["linux/arm64".into()];
+        opts.platforms = platform::parse_list(&["linux/arm64"]).unwrap();
         update_nodes(&mut ng, &opts, "unix:///b".into(), true).unwrap();
         assert_eq!(ng.nodes[0].name, "b0");
         assert_eq!(ng.nodes[1].name, "b1");

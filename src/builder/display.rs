@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{platform, BrokenBuilder, Builder, GcPolicy, NodeInfo};
+use super::{BrokenBuilder, Builder, GcPolicy, NodeInfo};
+use crate::platform::{self, Platform};
 use kiln_drivers::NodeStatus;
 
 /// A builder as `ls` and `inspect` show it: live, or one that could not be loaded.
@@ -148,7 +149,7 @@ struct NodeJson {
     #[serde(rename = "Name")]
     name: String,
     #[serde(rename = "Platforms", skip_serializing_if = "Option::is_none")]
-    platforms: Option<Vec<String>>,
+    platforms: Option<Vec<Platform>>,
     #[serde(rename = "Status", skip_serializing_if = "Option::is_none")]
     status: Option<String>,
     #[serde(rename = "Version", skip_serializing_if = "Option::is_none")]

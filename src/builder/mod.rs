@@ -9,7 +9,6 @@
 
 pub mod create;
 pub mod display;
-pub mod platform;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +20,7 @@ use kiln_drivers::{Driver, DriverKind, NodeConfig, NodeStatus};
 use crate::buildkit::BuildkitClient;
 use crate::commands::Ctx;
 use crate::dockercfg;
+use crate::platform::{self, Platform};
 use crate::store::{self, NodeGroup, Store, Timestamp, Txn};
 
 /// How long one node may take to answer `ls`/`inspect` before it is shown as unreachable
@@ -46,7 +46,7 @@ pub struct BuilderNode {
     /// The Docker host the driver talks to (`unix://...`, `tcp://...`).
     pub endpoint: String,
     /// Platforms the node was declared for (normalised); workers may report more.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     pub driver: Arc<dyn Driver>,
     /// The endpoint as stored, which buildx shows: a Docker context name or a host URL.
     pub stored_endpoint: String,
@@ -172,7 +172,7 @@ pub fn from_node_group(resolved: Resolved, last_activity: Option<Timestamp>) -> 
         nodes.push(BuilderNode {
             name: n.name,
             endpoint: host,
-            platforms: n.platforms,
+            platforms: platform::parse_reported(&n.platforms),
             driver: Arc::from(driver),
             stored_endpoint: n.endpoint,
             driver_opts: n.driver_opts,
@@ -237,7 +237,7 @@ pub struct NodeInfo {
     pub error: Option<String>,
     pub version: Option<String>,
     /// Declared platforms first, then those the workers report, each once.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     pub worker_ids: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub gc_policy: Vec<GcPolicy>,
@@ -305,7 +305,9 @@ async fn ask_buildkit(node: &BuilderNode) -> Result<NodeInfo> {
     let workers = client.list_workers().await?;
     let mut ids: Vec<String> = workers.iter().map(|w| w.id.clone()).collect();
     ids.sort();
-    let reported = workers.iter().flat_map(|w| w.platforms.iter().cloned());
+    let reported = workers
+        .iter()
+        .flat_map(|w| platform::parse_reported(&w.platforms));
     let platforms = platform::dedupe(node.platforms.iter().cloned().chain(reported));
     // Like buildx, the first worker speaks for the node's labels and GC policy.
     let (labels, gc_policy) = workers

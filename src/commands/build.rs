@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::build::exporter::ExportSpec;
 use crate::build::options::{self, BuildOptions, ContextSource, DockerfileSource, NetworkMode};
-use crate::build::platform;
+use crate::platform;
 use crate::progress::ProgressMode;
 
 #[derive(Debug, clap::Args)]
@@ -138,7 +138,7 @@ impl Args {
             build_args: options::parse_build_args(&self.build_args).context("--build-arg")?,
             labels: options::parse_labels(&self.labels).context("--label")?,
             target: self.target.filter(|t| !t.is_empty()),
-            platforms: platform::parse_list(&self.platforms).context("--platform")?,
+            platforms: platform::parse_explicit_list(&self.platforms).context("--platform")?,
             no_cache: self.no_cache,
             no_cache_filter: self.no_cache_filter,
             pull: self.pull,

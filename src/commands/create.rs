@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context as _, Result};
 
 use super::Ctx;
-use crate::builder::{self, create, create::CreateOpts, platform, Resolved};
+use crate::builder::{self, create, create::CreateOpts, Resolved};
 use crate::dockercfg;
+use crate::platform;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]

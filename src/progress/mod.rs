@@ -11,6 +11,7 @@
 
 pub mod error;
 mod format;
+mod own_step;
 mod plain;
 mod rawjson;
 mod term;
@@ -28,6 +29,7 @@ use bollard_buildkit_proto::google::protobuf::Timestamp;
 use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, VertexWarning};
 use tokio::sync::mpsc;
 
+pub use own_step::OwnStep;
 pub use rawjson::warning_json;
 pub use warnings::render_warnings;
 

@@ -39,14 +39,24 @@ impl Engine {
     }
 }
 
-/// A user's session: private kiln and Docker config directories, one engine.
+/// A user's session: private kiln and Docker config directories, and the engine `DOCKER_HOST`
+/// points at (`None`: no `DOCKER_HOST`, the user's Docker contexts decide).
 pub struct User {
     pub home: tempfile::TempDir,
-    pub engine: Engine,
+    pub engine: Option<Engine>,
 }
 
 impl User {
     pub fn new(engine: Engine) -> User {
+        User::with_engine(Some(engine))
+    }
+
+    /// A user without `DOCKER_HOST`: their Docker contexts (or the default socket) decide.
+    pub fn without_docker_host() -> User {
+        User::with_engine(None)
+    }
+
+    fn with_engine(engine: Option<Engine>) -> User {
         let home = tempfile::Builder::new()
             .prefix("kiln-e2e-")
             .tempdir()
@@ -66,39 +76,61 @@ impl User {
 
     /// `kiln ARGS` with this user's environment.
     pub fn kiln(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        c.args(args)
-            .env("KILN_CONFIG", self.kiln_config())
-            .env("DOCKER_CONFIG", self.docker_config())
-            .env("DOCKER_HOST", self.engine.host())
+        let mut c = self.command(env!("CARGO_BIN_EXE_kiln"), args);
+        c.env("KILN_CONFIG", self.kiln_config())
+            .env_remove("KILN_LOG")
             .env_remove("BUILDX_BUILDER")
             .env_remove("BUILDKIT_PROGRESS")
-            .env_remove("DOCKER_DEFAULT_PLATFORM")
-            .stdin(Stdio::null());
+            .env_remove("DOCKER_DEFAULT_PLATFORM");
         c
     }
 
     /// The reference `docker-buildx` with the same environment and its own state directory.
     pub fn buildx(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env("KILN_TEST_BUILDX"));
-        c.args(args)
-            .env("BUILDX_CONFIG", self.home.path().join("buildx"))
-            .env("DOCKER_CONFIG", self.docker_config())
-            .env("DOCKER_HOST", self.engine.host())
+        let mut c = self.command(&env("KILN_TEST_BUILDX"), args);
+        c.env("BUILDX_CONFIG", self.home.path().join("buildx"))
             .env_remove("BUILDX_BUILDER")
-            .env_remove("BUILDKIT_PROGRESS")
-            .stdin(Stdio::null());
+            .env_remove("BUILDKIT_PROGRESS");
         c
     }
 
     /// The docker CLI against this user's engine.
     pub fn docker(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env("KILN_TEST_DOCKER_CLI"));
+        self.command(&env("KILN_TEST_DOCKER_CLI"), args)
+    }
+
+    /// `program ARGS` with this user's Docker config and engine, and nothing on stdin.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .env("DOCKER_CONFIG", self.docker_config())
-            .env("DOCKER_HOST", self.engine.host())
+            .env_remove("DOCKER_CONTEXT")
             .stdin(Stdio::null());
+        match self.engine {
+            Some(engine) => c.env("DOCKER_HOST", engine.host()),
+            None => c.env_remove("DOCKER_HOST"),
+        };
         c
+    }
+
+    /// Adds a Docker context the way `docker context create NAME --docker host=HOST` stores it.
+    pub fn add_docker_context(&self, name: &str, host: &str) {
+        use sha2::Digest as _;
+        let id = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+        let dir = self.docker_config().join("contexts/meta").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = serde_json::json!({
+            "Name": name,
+            "Metadata": {},
+            "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": false}},
+        });
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    }
+
+    /// Makes a Docker context current, as `docker context use NAME` does.
+    pub fn use_docker_context(&self, name: &str) {
+        let cfg = serde_json::json!({"currentContext": name});
+        std::fs::write(self.docker_config().join("config.json"), cfg.to_string()).unwrap();
     }
 }
 
