@@ -56,28 +56,24 @@ fn push_with_and_without_credentials(engine: Engine) {
     let repo = unique("kiln/push");
     let tag = format!("{}/{repo}:v1", env("KILN_TEST_AUTH_REGISTRY"));
 
-    let err = fails(user.kiln(&[
-        "build",
-        "--progress=plain",
-        "--push",
-        "-t",
-        &tag,
-        ctx.path().to_str().unwrap(),
-    ]));
+    let push = || {
+        user.kiln(&[
+            "build",
+            "--progress=plain",
+            "--push",
+            "-t",
+            &tag,
+            ctx.path().to_str().unwrap(),
+        ])
+    };
+    let err = fails(push());
     assert!(
         err.contains("401 Unauthorized") || err.contains("no basic auth credentials"),
         "{err}"
     );
 
     write_auths(&user);
-    let out = ok(user.kiln(&[
-        "build",
-        "--progress=plain",
-        "--push",
-        "-t",
-        &tag,
-        ctx.path().to_str().unwrap(),
-    ]));
+    let out = ok(push());
     assert!(tags_in_registry(&repo).contains("\"v1\""));
     let password = env("KILN_TEST_AUTH_PASSWORD");
     assert!(
