@@ -28,9 +28,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build from a file
+    #[command(alias = "f")]
+    Bake(commands::bake::Args),
     /// Start a build
     #[command(alias = "b")]
-    Build(commands::build::Args),
+    Build(Box<commands::build::Args>),
     /// Create a new builder instance
     Create(commands::create::Args),
     /// Set the current builder instance
@@ -47,6 +50,8 @@ pub enum Command {
     Version(commands::version::Args),
     /// Generate shell completion scripts
     Completion(commands::completion::Args),
+    /// Commands to work on build records
+    History(commands::history::Args),
 }
 
 impl Cli {

@@ -9,6 +9,7 @@ mod buildkit;
 mod cli;
 mod commands;
 mod dockercfg;
+mod history;
 mod platform;
 mod plugin;
 mod progress;

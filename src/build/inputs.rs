@@ -17,6 +17,8 @@ pub struct PreparedInputs {
     /// Lets BuildKit reuse what it already has of this context from earlier builds.
     pub shared_key: String,
     pub uploads: crate::buildkit::session::Uploads,
+    /// OCI layouts of `oci-layout://` named contexts, by content store id.
+    pub oci_stores: HashMap<String, PathBuf>,
     _temp: Vec<tempfile::TempDir>,
 }
 
@@ -26,8 +28,13 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
         frontend_attrs: BTreeMap::new(),
         shared_key: String::new(),
         uploads: Default::default(),
+        oci_stores: HashMap::new(),
         _temp: Vec::new(),
     };
+    let named = super::named_contexts::resolve(&opts.named_contexts)?;
+    p.dirs.extend(named.dirs);
+    p.frontend_attrs.extend(named.frontend_attrs);
+    p.oci_stores = named.oci_stores;
     let context = opts
         .context
         .clone()

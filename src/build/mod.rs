@@ -4,9 +4,15 @@
 //! directories the session exposes) from the options and the node's features; it never asks
 //! which driver a node uses.
 
+pub mod attest;
+pub mod cache;
+pub mod call;
+pub mod entitlements;
 pub mod exporter;
 mod inputs;
+pub mod named_contexts;
 pub mod options;
+pub mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -120,6 +126,15 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
         }
     }
     specs.retain(|s| s.kind != ExporterKind::CacheOnly);
+    if !features.multi_platform
+        && features.moby_exporter
+        && opts.annotations.iter().any(|a| a.targets_index())
+        && specs
+            .iter()
+            .any(|s| matches!(s.kind, ExporterKind::Image | ExporterKind::Docker))
+    {
+        bail!("index annotations not supported for single platform export");
+    }
     if specs.len() > 1 && !features.multi_platform {
         bail!("multiple outputs currently unsupported by the current BuildKit daemon, please upgrade to version v0.13+ or use a single output");
     }
@@ -128,6 +143,9 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
     for (i, spec) in specs.iter().enumerate() {
         let mut attrs = spec.attrs.clone();
         let mut type_name = spec.type_name.clone();
+        for a in &opts.annotations {
+            attrs.insert(a.exporter_key(), a.value.clone());
+        }
         if !opts.tags.is_empty()
             && matches!(
                 spec.kind,
@@ -208,6 +226,61 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
     Ok(plan)
 }
 
+/// The solve's cache imports and exports. Imports are also handed to the frontend (as
+/// `cache-imports`) so it can resolve cached stages.
+fn plan_cache(
+    opts: &BuildOptions,
+    features: &Features,
+    driver: &str,
+    attrs: &mut BTreeMap<String, String>,
+) -> Result<control::CacheOptions> {
+    let mut exports = opts.cache_to.clone();
+    if opts
+        .build_args
+        .get("BUILDKIT_INLINE_CACHE")
+        .is_some_and(|v| exporter::parse_bool(v))
+    {
+        exports.push(cache::CacheSpec {
+            kind: "inline".into(),
+            attrs: BTreeMap::new(),
+        });
+    }
+    if exports.iter().any(|e| e.kind != "inline") && !features.cache_export {
+        return Err(not_supported(
+            "Cache export",
+            driver,
+            "https://docs.docker.com/go/build-cache-backends/",
+        ));
+    }
+    for spec in exports.iter().chain(&opts.cache_from) {
+        if spec.kind == "local" {
+            bail!("type=local caches are not supported by kiln yet (use type=registry or type=inline)");
+        }
+    }
+    let entry = |c: &cache::CacheSpec| control::CacheOptionsEntry {
+        r#type: c.kind.clone(),
+        attrs: c.attrs.clone().into_iter().collect(),
+    };
+    let imports: Vec<_> = opts.cache_from.iter().map(entry).collect();
+    if !imports.is_empty() {
+        // The same JSON shape BuildKit's Go client marshals (field names `Type` and `Attrs`).
+        let json: Vec<serde_json::Value> = opts
+            .cache_from
+            .iter()
+            .map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs}))
+            .collect();
+        attrs.insert(
+            "cache-imports".into(),
+            serde_json::to_string(&json).expect("cache imports are plain strings"),
+        );
+    }
+    Ok(control::CacheOptions {
+        exports: exports.iter().map(entry).collect(),
+        imports,
+        ..Default::default()
+    })
+}
+
 /// Frontend attributes that follow from the options alone (inputs add theirs separately).
 fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<String, String>> {
     let mut a = BTreeMap::new();
@@ -222,8 +295,22 @@ fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<S
     {
         a.insert("multi-platform".into(), "true".into());
     }
+    // Attestations need an image store that holds indexes: the same capability as multi-platform.
+    let attestations_supported = features.multi_platform;
+    if opts.attests.any_enabled() && !attestations_supported {
+        return Err(not_supported(
+            "Attestation",
+            "docker",
+            "https://docs.docker.com/go/attestations/",
+        ));
+    }
+    a.extend(opts.attests.frontend_attrs());
     // buildx attaches minimal provenance by default wherever the node can hold attestations.
-    if features.multi_platform && !env_flag("BUILDX_NO_DEFAULT_ATTESTATIONS").unwrap_or(false) {
+    if attestations_supported
+        && opts.call.is_none()
+        && !opts.attests.mentions("provenance")
+        && !attest::default_attestations_disabled()?
+    {
         a.insert(
             "attest:provenance".into(),
             "mode=min,inline-only=true".into(),
@@ -304,11 +391,19 @@ pub async fn build(
     let labels: Vec<_> = workers.iter().map(|w| w.labels.clone()).collect();
     let features = node.driver.features(&labels);
 
-    let plan = plan_exports(&opts, &features, driver_name)?;
+    // A subrequest exports nothing and loads nothing.
+    let plan = match &opts.call {
+        Some(_) => ExportPlan::default(),
+        None => plan_exports(&opts, &features, driver_name)?,
+    };
     let mut attrs = frontend_attrs(&opts, &features)?;
     let prepared = inputs::prepare(&opts)?;
     attrs.extend(prepared.frontend_attrs.clone());
+    if let Some(call) = &opts.call {
+        attrs.insert("requestid".into(), call.request_id());
+    }
 
+    let cache_options = plan_cache(&opts, &features, driver_name, &mut attrs)?;
     let solve_ref = crate::buildkit::new_id();
     let session = Session::new(
         "kiln",
@@ -317,6 +412,9 @@ pub async fn build(
             dirs: prepared.dirs.clone(),
             exports: plan.targets.clone(),
             uploads: prepared.uploads.clone(),
+            oci_stores: prepared.oci_stores.clone(),
+            secrets: secrets::session_secrets(&opts.secrets),
+            ssh: secrets::session_agents(&opts.ssh),
         },
     );
     let running = session.attach(node.driver.as_ref()).await?;
@@ -335,11 +433,7 @@ pub async fn build(
         status_tx,
     ));
 
-    let entitlements = if opts.network == NetworkMode::Host {
-        vec!["network.host".to_string()]
-    } else {
-        vec![]
-    };
+    let entitlements = entitlements::for_solve(&opts.allow, opts.network == NetworkMode::Host);
     let req = control::SolveRequest {
         r#ref: solve_ref.clone(),
         exporter_deprecated: plan
@@ -356,16 +450,22 @@ pub async fn build(
         session: session.id.clone(),
         frontend: "dockerfile.v0".into(),
         frontend_attrs: attrs.into_iter().collect(),
-        cache: Some(control::CacheOptions::default()),
+        cache: Some(cache_options),
         entitlements,
         ..Default::default()
     };
-    let solved = client.control().solve(req).await;
+    let solved = match &opts.call {
+        Some(_) => call::solve(node.driver.clone(), client.control(), req).await,
+        None => client.control().solve(req).await,
+    };
     // The status stream ends once the job is done; give it a moment to deliver the last events,
     // then stop waiting so a daemon that never closes it can't hang the build.
+    let status_abort = status_task.abort_handle();
     let status_done = tokio::time::timeout(std::time::Duration::from_secs(3), status_task).await;
     if status_done.is_err() {
         tracing::debug!("status stream did not end after the solve; closing the display");
+        // The task holds a sender of the display's channel: the display ends only once it goes.
+        status_abort.abort();
     }
     drop(running);
     drop(prepared);
@@ -389,16 +489,25 @@ pub async fn build(
     match solved {
         Ok((push_result, mut exporter_response)) => {
             push_result?;
-            exporter_response.insert(
-                "buildx.build.ref".into(),
-                format!("{}/{}/{}", builder.name, node.name, solve_ref),
-            );
+            if opts.call.is_none() {
+                exporter_response.insert(
+                    "buildx.build.ref".into(),
+                    format!("{}/{}/{}", builder.name, node.name, solve_ref),
+                );
+            }
             Ok(BuildResult {
                 exporter_response,
                 warnings: summary.warnings.clone(),
             })
         }
         Err(status) => {
+            if let Some(e) = opts
+                .call
+                .as_ref()
+                .and_then(|c| c.unsupported_error(&status, &builder.name, &node.name))
+            {
+                return Err(e);
+            }
             eprint!("{}", progress::error::render_solve_error(&status, &summary));
             let code = progress::error::SolveError::from_status(&status).exit_code();
             Err(anyhow::Error::new(crate::AlreadyReported(

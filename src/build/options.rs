@@ -32,6 +32,8 @@ pub enum DockerfileSource {
 pub struct BuildOptions {
     pub context: Option<ContextSource>,
     pub dockerfile: Option<DockerfileSource>,
+    /// `--build-context NAME=VALUE`, by familiar context name.
+    pub named_contexts: BTreeMap<String, super::named_contexts::NamedContext>,
     pub tags: Vec<String>,
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
@@ -48,7 +50,19 @@ pub struct BuildOptions {
     pub load: bool,
     pub push: bool,
     pub iidfile: Option<PathBuf>,
+    pub cache_from: Vec<super::cache::CacheSpec>,
+    pub attests: super::attest::Attests,
+    pub annotations: Vec<super::attest::Annotation>,
+    pub cache_to: Vec<super::cache::CacheSpec>,
     pub metadata_file: Option<PathBuf>,
+    /// `--secret`, checked: each id and where its value is read from.
+    pub secrets: Vec<super::secrets::SecretSpec>,
+    /// `--ssh`, checked: each id and its agent.
+    pub ssh: Vec<super::secrets::SshSpec>,
+    /// `--call`/`--check`: evaluate the build through a frontend subrequest instead.
+    pub call: Option<super::call::CallFunc>,
+    /// `--allow`, checked entitlements.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

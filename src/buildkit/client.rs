@@ -35,6 +35,7 @@ pub struct GcPolicy {
 #[derive(Clone)]
 pub struct BuildkitClient {
     control: ControlClient<Channel>,
+    channel: Channel,
 }
 
 /// Largest gRPC message accepted from BuildKit (status batches of big builds exceed tonic's 4 MiB).
@@ -53,14 +54,21 @@ impl BuildkitClient {
             .await
             .map_err(|e| anyhow::anyhow!(flatten_error(&e)))?;
         Ok(BuildkitClient {
-            control: ControlClient::new(channel)
+            control: ControlClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
+            channel,
         })
     }
 
     pub fn control(&self) -> ControlClient<Channel> {
         self.control.clone()
+    }
+
+    /// The gRPC channel itself, for the other services the daemon serves on the same
+    /// connection (e.g. containerd's content store that holds build history blobs).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::build::exporter::ExportSpec;
 use crate::build::options::{self, BuildOptions, ContextSource, DockerfileSource, NetworkMode};
+use crate::build::{attest, cache};
 use crate::platform;
 use crate::progress::ProgressMode;
 
@@ -16,6 +17,10 @@ pub struct Args {
     /// Build context: a directory, a git or https URL, or - for stdin
     #[arg(value_name = "PATH | URL | -")]
     pub context: String,
+
+    /// Additional build contexts (e.g., name=path)
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
 
     /// Name of the Dockerfile (default: "PATH/Dockerfile")
     #[arg(short = 'f', long = "file", value_name = "PATH")]
@@ -93,6 +98,38 @@ pub struct Args {
     )]
     pub outputs: Vec<String>,
 
+    /// External cache sources (e.g., "user/app:cache", "type=local,src=path/to/dir")
+    #[arg(long = "cache-from", value_name = "SOURCE")]
+    pub cache_from: Vec<String>,
+
+    /// Cache export destinations (e.g., "user/app:cache", "type=local,dest=path/to/dir")
+    #[arg(long = "cache-to", value_name = "DEST")]
+    pub cache_to: Vec<String>,
+
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|env=VAR]")]
+    pub secrets: Vec<String>,
+
+    /// SSH agent socket or keys to expose to the build (format: "default|<id>[=<socket>|<key>[,<key>]]")
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY]]")]
+    pub ssh: Vec<String>,
+
+    /// Attestation parameters (format: "type=sbom,generator=image")
+    #[arg(long = "attest", value_name = "PARAMS")]
+    pub attest: Vec<String>,
+
+    /// Shorthand for "--attest=type=provenance"
+    #[arg(long, value_name = "PARAMS")]
+    pub provenance: Option<String>,
+
+    /// Shorthand for "--attest=type=sbom"
+    #[arg(long, value_name = "PARAMS")]
+    pub sbom: Option<String>,
+
+    /// Add annotation to the image
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
     /// Write the image ID to a file
     #[arg(long = "iidfile", value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -100,6 +137,18 @@ pub struct Args {
     /// Write build result metadata to a file
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+
+    /// Set method for evaluating build ("check", "outline", "targets")
+    #[arg(long = "call", value_name = "METHOD", default_value = "build")]
+    pub call: String,
+
+    /// Shorthand for "--call=check"
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub check: Option<String>,
+
+    /// Allow extra privileged entitlement (e.g., "network.host", "security.insecure")
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
 }
 
 impl Args {
@@ -109,6 +158,16 @@ impl Args {
             ProgressMode::Quiet
         } else {
             self.progress.parse().context("--progress")?
+        };
+        let call = match self.check.as_deref() {
+            Some(v) => match v {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => "check".to_string(),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => self.call.clone(),
+                _ => anyhow::bail!(
+                    "invalid argument {v:?} for \"--check\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                ),
+            },
+            None => self.call.clone(),
         };
         for t in &self.tags {
             options::validate_tag(t).context("--tag")?;
@@ -134,6 +193,8 @@ impl Args {
         let opts = BuildOptions {
             context: Some(context),
             dockerfile: Some(dockerfile),
+            named_contexts: crate::build::named_contexts::parse(&self.build_contexts)
+                .context("--build-context")?,
             tags: self.tags,
             build_args: options::parse_build_args(&self.build_args).context("--build-arg")?,
             labels: options::parse_labels(&self.labels).context("--label")?,
@@ -155,7 +216,21 @@ impl Args {
             load: self.load,
             push: self.push,
             iidfile: self.iidfile,
+            attests: attest::Attests::from_flags(
+                &self.attest,
+                self.provenance.as_deref(),
+                self.sbom.as_deref(),
+            )?,
+            annotations: attest::parse_annotations(&self.annotations).context("--annotation")?,
+            cache_from: cache::parse_flags(&self.cache_from, false).context("--cache-from")?,
+            cache_to: cache::parse_flags(&self.cache_to, true).context("--cache-to")?,
             metadata_file: self.metadata_file,
+            secrets: crate::build::secrets::parse_secrets(&self.secrets)?,
+            ssh: crate::build::secrets::parse_ssh_specs(
+                &crate::build::secrets::ssh_values_for_context(&self.ssh, &self.context),
+            )?,
+            call: crate::build::call::CallFunc::parse(&call)?,
+            allow: crate::build::entitlements::parse(&self.allow)?,
         };
         Ok((opts, progress))
     }
@@ -163,9 +238,12 @@ impl Args {
 
 pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
     let quiet = args.quiet;
+    let dockerfile_name =
+        crate::build::call::dockerfile_mapping_src(&args.context, args.file.as_deref());
     let (opts, progress) = args.into_options()?;
     let iidfile = opts.iidfile.clone();
     let metadata_file = opts.metadata_file.clone();
+    let call = opts.call.clone();
     let builder = crate::builder::resolve(ctx).await?;
     let result = crate::build::build(&builder, opts, progress, ctx.debug).await?;
 
@@ -181,6 +259,22 @@ pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
         let json = serde_json::to_vec_pretty(&result.metadata_json())?;
         crate::store::write_atomic(&path, &json)
             .with_context(|| format!("writing metadata file {}", path.display()))?;
+    }
+    if let Some(call) = call {
+        let rendered = crate::build::call::render_result(
+            &call,
+            &result.exporter_response,
+            dockerfile_name.as_deref(),
+        )?;
+        print!("{}", rendered.stdout);
+        if let Some(e) = rendered.error {
+            anyhow::bail!("{e}");
+        }
+        if rendered.exit_code != 0 {
+            return Err(anyhow::Error::new(crate::AlreadyReported(
+                rendered.exit_code,
+            )));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,10 @@
 //! One file per command: each turns its flags into typed options and calls into the library.
 
+pub mod bake;
 pub mod build;
 pub mod completion;
 pub mod create;
+pub mod history;
 pub mod inspect;
 pub mod ls;
 pub mod rm;
@@ -30,7 +32,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         debug: cli.debug,
     };
     match cli.command {
-        Command::Build(a) => build::run(a, &ctx).await,
+        Command::Bake(a) => bake::run(a, &ctx).await,
+        Command::Build(a) => build::run(*a, &ctx).await,
         Command::Create(a) => create::run(a, &ctx).await,
         Command::Use(a) => use_::run(a, &ctx).await,
         Command::Ls(a) => ls::run(a, &ctx).await,
@@ -39,5 +42,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stop(a) => stop::run(a, &ctx).await,
         Command::Version(a) => version::run(a, &ctx).await,
         Command::Completion(a) => completion::run(a, &ctx).await,
+        Command::History(a) => history::run(a, &ctx).await,
     }
 }

@@ -6,10 +6,13 @@
 //! the services below never know which transport they run on.
 
 mod auth;
+mod content;
 mod filesend;
 mod filesync;
 mod health;
 mod raw;
+mod secrets;
+mod ssh;
 mod upload;
 
 use std::collections::HashMap;
@@ -23,6 +26,8 @@ use kiln_drivers::{BoxIo, Driver};
 use tokio::task::JoinHandle;
 
 pub use filesend::ExportTarget;
+pub use secrets::{SecretSource, Secrets, MAX_SECRET_SIZE};
+pub use ssh::{AgentSource, Keyring, SshAgents};
 pub use upload::Uploads;
 
 /// gRPC methods kiln serves; BuildKit only calls what the session announces.
@@ -35,6 +40,11 @@ const SERVED_METHODS: &[&str] = &[
     "/moby.filesync.v1.Auth/GetTokenAuthority",
     "/moby.filesync.v1.Auth/VerifyTokenAuthority",
     "/moby.upload.v1.Upload/Pull",
+    // Always announced, as buildx always attaches both: a Dockerfile asking for a secret or an
+    // ssh id the user did not give gets BuildKit's "not found" error, not a missing method.
+    "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+    "/moby.sshforward.v1.SSH/CheckAgent",
+    "/moby.sshforward.v1.SSH/ForwardAgent",
 ];
 
 /// What one build exposes to BuildKit.
@@ -46,6 +56,13 @@ pub struct SessionContent {
     pub exports: HashMap<u32, ExportTarget>,
     /// Streams the frontend fetches as `http://buildkit-session/<id>` (stdin tarballs).
     pub uploads: Uploads,
+    /// OCI layouts served read-only through the content store, by store id (`oci-layout://`
+    /// named contexts).
+    pub oci_stores: HashMap<String, PathBuf>,
+    /// `--secret`: where each secret is read from when BuildKit asks, by id.
+    pub secrets: Secrets,
+    /// `--ssh`: the agents `RUN --mount=type=ssh` reaches, by id.
+    pub ssh: SshAgents,
 }
 
 /// A session ready to be attached to a daemon.
@@ -96,6 +113,14 @@ impl Session {
                 m.to_string(),
             ));
         }
+        if !self.content.oci_stores.is_empty() {
+            for m in content::METHODS {
+                h.push((
+                    "X-Docker-Expose-Session-Grpc-Method".to_string(),
+                    m.to_string(),
+                ));
+            }
+        }
         h
     }
 
@@ -121,6 +146,9 @@ async fn serve(io: BoxIo, content: Arc<SessionContent>) {
         .add_service(filesend::server(content.clone()))
         .add_service(auth::server())
         .add_service(upload::server(content.uploads.clone()))
+        .add_service(secrets::server(content.secrets.clone()))
+        .add_service(ssh::server(content.ssh.clone()))
+        .add_service(content::server(content.clone()))
         .prepare();
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // Build contexts stream through this connection: generous windows keep large files moving.

@@ -1,0 +1,3 @@
+target "default" {
+  shm-size = "lots"
+}

@@ -1,0 +1,3 @@
+target "default" {
+  ulimits = ["bogus=1"]
+}

@@ -1,0 +1,5 @@
+target "base" { entitlements = ["network.host"] }
+target "default" {
+  inherits = ["base"]
+  entitlements = ["security.insecure", "network.host"]
+}

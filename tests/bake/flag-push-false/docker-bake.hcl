@@ -1,0 +1,1 @@
+target "default" { output = ["type=registry,name=y", "type=image,name=z,push=true"] }

@@ -1,0 +1,1 @@
+target "default" { attest = ["type=provenance,mode=min"] }

@@ -1,0 +1,1 @@
+target "default" { context = "${BAKE_CMD_CONTEXT}/sub/../dir" }

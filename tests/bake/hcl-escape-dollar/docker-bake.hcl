@@ -1,0 +1,4 @@
+target "default" {
+  args = { A = "$${notvar}", B = "%%{notdirective}" }
+  labels = { l = "plain" }
+}

@@ -1,0 +1,4 @@
+function "bad" {
+  result = "x"
+}
+target "default" {}

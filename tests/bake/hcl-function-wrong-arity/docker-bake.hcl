@@ -1,0 +1,5 @@
+function "one" {
+  params = [a]
+  result = a
+}
+target "default" { args = { X = one("a", "b") } }

@@ -1,0 +1,3 @@
+target "app-a" {}
+target "app-b" {}
+target "other" {}

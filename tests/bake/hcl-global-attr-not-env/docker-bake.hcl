@@ -1,0 +1,2 @@
+REPO = "user/app"
+target "default" { tags = ["${REPO}:1"] }

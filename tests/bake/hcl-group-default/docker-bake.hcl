@@ -1,0 +1,5 @@
+group "default" {
+  targets = ["a", "b"]
+}
+target "a" { tags = ["a"] }
+target "b" { tags = ["b"] }

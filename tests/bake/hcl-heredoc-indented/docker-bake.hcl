@@ -1,0 +1,7 @@
+variable "BASE" { default = "alpine:3" }
+target "default" {
+  dockerfile-inline = <<-EOT
+    FROM ${BASE}
+    RUN echo "$${HOME}"
+  EOT
+}

@@ -1,0 +1,3 @@
+target "app" { description = "The app" }
+target "db" {}
+group "all" { targets = ["db", "app"] }

@@ -1,0 +1,3 @@
+target "app" {
+  matrix = { t = ["a", "b"] }
+}

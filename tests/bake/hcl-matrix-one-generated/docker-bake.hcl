@@ -1,0 +1,4 @@
+target "app" {
+  name = "app-${t}"
+  matrix = { t = ["only"] }
+}

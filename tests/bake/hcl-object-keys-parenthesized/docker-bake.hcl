@@ -1,0 +1,2 @@
+variable "K" { default = "dyn" }
+target "default" { args = { (K) = "v", plain = "p" } }

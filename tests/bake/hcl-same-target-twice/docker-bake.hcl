@@ -1,0 +1,7 @@
+target "default" {
+  tags = ["a"]
+  args = { A = "1" }
+}
+target "default" {
+  args = { B = "2" }
+}

@@ -1,0 +1,4 @@
+variable "ITEMS" {
+  default = [{ name = "a" }, { name = "b" }]
+}
+target "default" { tags = ITEMS[*].name }

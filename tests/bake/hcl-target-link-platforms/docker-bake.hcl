@@ -1,0 +1,5 @@
+target "base" { platforms = ["linux/amd64"] }
+target "default" {
+  platforms = ["linux/amd64", "linux/arm64"]
+  contexts = { base = "target:base" }
+}

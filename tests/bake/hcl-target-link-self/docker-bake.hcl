@@ -1,0 +1,1 @@
+target "default" { contexts = { me = "target:default" } }

@@ -1,0 +1,2 @@
+variable "PUSH" { default = false }
+target "default" { tags = PUSH ? ["pushed"] : ["local"] }

@@ -1,0 +1,2 @@
+variable "TAG" { default = "latest" }
+target "default" { tags = ["app:${TAG}"] }

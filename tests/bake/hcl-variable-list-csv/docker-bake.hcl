@@ -1,0 +1,5 @@
+variable "PLATFORMS" {
+  type = list(string)
+  default = ["linux/amd64"]
+}
+target "default" { platforms = PLATFORMS }

@@ -1,0 +1,5 @@
+variable "TAGS" {
+  type = list(string)
+  default = []
+}
+target "default" { tags = TAGS }

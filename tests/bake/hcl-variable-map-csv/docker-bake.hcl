@@ -1,0 +1,5 @@
+variable "ARGS" {
+  type = map(string)
+  default = {}
+}
+target "default" { args = ARGS }

@@ -1,0 +1,2 @@
+variable "EMPTY" {}
+target "default" { args = { E = "x${EMPTY}y" } }

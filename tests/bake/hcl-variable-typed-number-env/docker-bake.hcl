@@ -1,0 +1,5 @@
+variable "N" {
+  type = number
+  default = 1
+}
+target "default" { args = { N = N + 1 } }

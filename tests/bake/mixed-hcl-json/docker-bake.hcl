@@ -1,0 +1,5 @@
+variable "TAG" { default = "hcl" }
+target "app" {
+  tags = ["app:${TAG}"]
+  args = { FROM = "hcl" }
+}

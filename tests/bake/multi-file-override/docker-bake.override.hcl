@@ -1,0 +1,5 @@
+target "app" {
+  tags = ["app:2"]
+  args = { B = "2" }
+  cache-from = ["r/b"]
+}

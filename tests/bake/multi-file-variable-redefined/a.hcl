@@ -1,0 +1,2 @@
+variable "V" { default = "a" }
+target "default" { tags = ["${V}"] }

@@ -1,0 +1,3 @@
+target "default" {
+  context = "https://github.com/docker/buildx.git#master"
+}

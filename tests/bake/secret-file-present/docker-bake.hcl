@@ -1,0 +1,3 @@
+target "default" {
+  secret = ["id=s,src=secret.txt"]
+}

@@ -1,0 +1,5 @@
+target "default" {
+  tags = ["a"]
+  platforms = ["linux/amd64"]
+  cache-from = ["r/a"]
+}

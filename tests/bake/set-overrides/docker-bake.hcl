@@ -1,0 +1,6 @@
+target "app" {
+  tags = ["app:1"]
+  args = { A = "1" }
+}
+target "db" { tags = ["db:1"] }
+group "default" { targets = ["app", "db"] }

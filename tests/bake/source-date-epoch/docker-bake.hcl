@@ -1,0 +1,3 @@
+target "default" {
+  args = { X = "1" }
+}

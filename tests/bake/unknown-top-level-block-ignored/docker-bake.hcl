@@ -1,0 +1,2 @@
+something "x" { a = 1 }
+target "default" { tags = ["ok"] }
