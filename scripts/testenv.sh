@@ -495,6 +495,10 @@ ensure_bridge() { # name cidr
 
 # iptables off: the engines never touch the host firewall (and don't fight over each other's
 # DOCKER chains); builds need no NAT since nothing outside the machine is reachable anyway.
+# builder.history: BuildKit's own cleanup of old build records must not run during test runs.
+# Once a client has listed a record by ref (buildx does after every build), deleting that record
+# leaves it queued, and Engine 28's BuildKit then crashes dockerd on the next history listing
+# with a limit (the reference buildx's `history ls` sends one).
 engine28_config() {
   cat <<EOF
 {
@@ -507,7 +511,8 @@ engine28_config() {
   "default-address-pools": [{"base": "$POOL28", "size": 24}],
   "iptables": false,
   "ip6tables": false,
-  "features": {"containerd-snapshotter": true, "buildkit": true}
+  "features": {"containerd-snapshotter": true, "buildkit": true},
+  "builder": {"history": {"maxEntries": 100000, "maxAge": "87600h"}}
 }
 EOF
 }

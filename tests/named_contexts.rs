@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use common::*;
 
@@ -71,42 +70,6 @@ fn docker_image_context_replaces_a_base() {
         ],
     );
     assert!(out.starts_with("BusyBox"), "{out}");
-}
-
-/// A static file server on loopback for URL contexts; stopped on drop.
-struct LoopbackServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl LoopbackServer {
-    fn serve(dir: &Path) -> LoopbackServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let child = std::process::Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        LoopbackServer { child, port }
-    }
-}
-
-impl Drop for LoopbackServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A git repository served over http: BuildKit fetches it itself. (A plain http file as a named

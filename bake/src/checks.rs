@@ -6,7 +6,9 @@
 //! File checks go through a caller-supplied probe so the crate stays free of I/O policy.
 
 use crate::error::Diag;
+use crate::gopath::clean_path;
 use crate::target::Target;
+use crate::units::ram_in_bytes;
 use crate::Resolved;
 
 /// What a path is on the local filesystem, as far as the checks care.
@@ -23,34 +25,6 @@ pub struct Probe<'a> {
     pub path_kind: &'a dyn Fn(&str) -> PathKind,
     /// Whether standard output is a terminal (a tar to `-` is refused then).
     pub stdout_is_terminal: bool,
-}
-
-/// Go's `path.Clean`.
-pub fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return ".".into();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
 }
 
 /// buildx's `IsRemoteURL`, approximately: URLs and git references.
@@ -104,37 +78,6 @@ fn check_ulimit(u: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// docker's `units.RAMInBytes` acceptance.
-fn check_mem_bytes(s: &str) -> bool {
-    let t = s.trim();
-    let digits_end = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    if num.is_empty() || num.parse::<f64>().is_err() {
-        return false;
-    }
-    matches!(
-        unit.to_lowercase().as_str(),
-        "" | "b"
-            | "k"
-            | "kb"
-            | "kib"
-            | "m"
-            | "mb"
-            | "mib"
-            | "g"
-            | "gb"
-            | "gib"
-            | "t"
-            | "tb"
-            | "tib"
-            | "p"
-            | "pb"
-            | "pib"
-    )
 }
 
 const OSES: &[&str] = &[
@@ -218,7 +161,7 @@ fn check_target(t: &mut Target, probe: &Probe<'_>) -> Result<(), String> {
     };
     t.context = Some(ctx);
     if let Some(s) = &t.shm_size {
-        if !check_mem_bytes(s) {
+        if ram_in_bytes(s).is_err() {
             return Err(format!("invalid value {s} for membytes key shm-size"));
         }
     }
@@ -333,19 +276,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clean_like_go() {
-        assert_eq!(clean_path("./x/../y/"), "y");
-        assert_eq!(clean_path(""), ".");
-        assert_eq!(clean_path("../a/./b"), "../a/b");
-        assert_eq!(clean_path("/../a"), "/a");
-    }
-
-    #[test]
     fn ulimits_and_sizes() {
         assert!(check_ulimit("nofile=1024:2048").is_ok());
         assert!(check_ulimit("nofile=4:2").is_err());
         assert!(check_ulimit("bogus=1").is_err());
-        assert!(check_mem_bytes("128m"));
-        assert!(!check_mem_bytes("lots"));
+        assert!(ram_in_bytes("128m").is_ok());
+        assert!(ram_in_bytes("lots").is_err());
     }
 }

@@ -10,15 +10,19 @@
 //! `target:` contexts, and normalize.
 
 pub mod buildflags;
+pub mod calendar;
 pub mod checks;
+pub mod compose;
 pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod functions;
+pub mod gopath;
 pub mod overrides;
 pub mod parser;
 pub mod target;
 pub mod types;
+pub mod units;
 
 use std::collections::BTreeMap;
 
@@ -51,6 +55,8 @@ pub struct Inputs<'a> {
     pub lookup_env: &'a dyn Fn(&str) -> Option<String>,
     /// `BAKE_CMD_CONTEXT`, `BAKE_LOCAL_PLATFORM`.
     pub builtin_vars: BTreeMap<String, String>,
+    /// The `.env` file of the working directory, read by Compose files' interpolation.
+    pub dotenv: Option<String>,
 }
 
 /// The parsed files: every target and group, and the variables.
@@ -68,10 +74,11 @@ pub enum FileKind {
     Compose,
 }
 
-/// Decides a file's syntax as buildx does: `.json` and `.hcl` by name; `.yml`/`.yaml` are
-/// Compose; anything else is tried as HCL, then JSON.
+/// Decides a file's syntax by name as buildx does: `.json`, `.hcl`, and `.yml`/`.yaml` for
+/// Compose (any case); anything else is tried as HCL, then JSON (`parse_files` tries such a
+/// file as Compose first).
 pub fn file_kind(f: &File) -> FileKind {
-    let n = f.name.as_str();
+    let n = f.name.to_lowercase();
     if n.ends_with(".json") {
         FileKind::Json
     } else if n.ends_with(".hcl") {
@@ -104,6 +111,39 @@ fn sources(files: &[File]) -> Sources {
     }
 }
 
+fn has_known_extension(name: &str) -> bool {
+    let n = name.to_lowercase();
+    [".json", ".hcl", ".yml", ".yaml"]
+        .iter()
+        .any(|e| n.ends_with(e))
+}
+
+/// The Compose reader's view of files and environment (`.env` variables below the process
+/// environment's).
+fn compose_inputs<'a>(
+    files: &[&'a File],
+    inputs: &'a Inputs<'_>,
+) -> Result<(compose::Environment<'a>, Vec<compose::ComposeFile<'a>>), String> {
+    let dotenv = match &inputs.dotenv {
+        Some(text) => compose::parse_dotenv(text, inputs.lookup_env)?,
+        None => BTreeMap::new(),
+    };
+    let files = files
+        .iter()
+        .map(|f| compose::ComposeFile {
+            name: &f.name,
+            text: std::str::from_utf8(&f.data).unwrap_or(""),
+        })
+        .collect();
+    Ok((
+        compose::Environment {
+            lookup: inputs.lookup_env,
+            dotenv,
+        },
+        files,
+    ))
+}
+
 /// Parses and evaluates all files into one configuration.
 pub fn parse_files(files: &[File], inputs: &Inputs<'_>) -> Result<Parsed, Error> {
     let src = sources(files);
@@ -111,7 +151,15 @@ pub fn parse_files(files: &[File], inputs: &Inputs<'_>) -> Result<Parsed, Error>
     let mut compose = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let text = &src.files[i].1;
-        let body = match file_kind(f) {
+        let mut kind = file_kind(f);
+        if kind != FileKind::Compose && !has_known_extension(&f.name) {
+            // buildx tries a file of another name as Compose first.
+            let (env, cf) = compose_inputs(&[f], inputs).map_err(|e| src.error(Diag::msg(e)))?;
+            if compose::is_compose(&cf[0], &env) {
+                kind = FileKind::Compose;
+            }
+        }
+        let body = match kind {
             FileKind::Json => parser::parse_json(text, i as u32),
             FileKind::Hcl => parser::parse_hcl(text, i as u32),
             FileKind::Compose => {
@@ -123,12 +171,8 @@ pub fn parse_files(files: &[File], inputs: &Inputs<'_>) -> Result<Parsed, Error>
     }
     let mut config = Config::default();
     if !compose.is_empty() {
-        // Compose files are read by the compose module (separate work); until it lands they are
-        // refused rather than misread.
-        return Err(src.error(Diag::msg(format!(
-            "failed to parse compose file: reading {} is not supported yet",
-            compose[0].name
-        ))));
+        let (env, files) = compose_inputs(&compose, inputs).map_err(|e| src.error(Diag::msg(e)))?;
+        config = compose::read(&files, &env).map_err(|e| src.error(Diag::msg(e)))?;
     }
     let mut variables = Vec::new();
     if !bodies.is_empty() {
@@ -137,6 +181,11 @@ pub fn parse_files(files: &[File], inputs: &Inputs<'_>) -> Result<Parsed, Error>
             builtin_vars: inputs.builtin_vars.clone(),
         };
         let (c, meta) = parser::evaluate(&bodies, &opts).map_err(|d| src.error(d))?;
+        // As in buildx, an HCL group replaces a Compose group of the same name (groups do
+        // not merge); targets merge attribute by attribute.
+        config
+            .groups
+            .retain(|g| !c.groups.iter().any(|h| h.name == g.name));
         config.merge(c);
         variables = meta.variables;
     }
@@ -417,6 +466,7 @@ mod tests {
         let inputs = Inputs {
             lookup_env: &lookup,
             builtin_vars: BTreeMap::from([("BAKE_CMD_CONTEXT".to_string(), "cwd://".to_string())]),
+            dotenv: None,
         };
         let files = [File {
             name: name.into(),

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use bollard_buildkit_proto::moby::buildkit::v1 as control;
 use bollard_buildkit_proto::pb;
+use kiln_bake::gopath::clean_path;
 use serde::Deserialize;
+
+use crate::builder::display::tabwrite;
 
 /// `--call NAME[,format=FORMAT][,ignorestatus=BOOL]`, parsed as buildx's `ParseCallFunc` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,31 +211,6 @@ pub fn dockerfile_mapping_src(context: &str, file: Option<&str>) -> Option<Strin
     }
 }
 
-/// Go's `filepath.Clean` for slash-separated paths.
-fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            c => parts.push(c),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
-}
-
 /// buildx's `CallFunc.String()`.
 fn describe(f: &CallFunc) -> String {
     let mut e = Vec::new();
@@ -345,7 +323,7 @@ fn print_outline(json: &str, out: &mut String) -> Result<()> {
         if !o.description.is_empty() {
             t.push_str(&format!("DESCRIPTION:\t{}\n", o.description));
         }
-        out.push_str(&tabwrite(&t, 1));
+        out.push_str(&tabwrite(&t, 0, 1));
         out.push('\n');
     }
     if !o.args.is_empty() {
@@ -353,7 +331,7 @@ fn print_outline(json: &str, out: &mut String) -> Result<()> {
         for a in &o.args {
             t.push_str(&format!("{}\t{}\t{}\n", a.name, a.value, a.description));
         }
-        out.push_str(&tabwrite(&t, 3));
+        out.push_str(&tabwrite(&t, 0, 3));
         out.push('\n');
     }
     for (title, list) in [("SECRET", &o.secrets), ("SSH", &o.ssh)] {
@@ -365,7 +343,7 @@ fn print_outline(json: &str, out: &mut String) -> Result<()> {
             let req = if s.required { "true" } else { "" };
             t.push_str(&format!("{}\t{req}\n", s.name));
         }
-        out.push_str(&tabwrite(&t, 3));
+        out.push_str(&tabwrite(&t, 0, 3));
         out.push('\n');
     }
     Ok(())
@@ -398,7 +376,7 @@ fn print_targets(json: &str, out: &mut String) -> Result<()> {
         };
         t.push_str(&format!("{name}\t{}\n", target.description));
     }
-    out.push_str(&tabwrite(&t, 1));
+    out.push_str(&tabwrite(&t, 0, 1));
     Ok(())
 }
 
@@ -585,77 +563,6 @@ impl LintResults {
     }
 }
 
-/// Go's `text/tabwriter` with minwidth 0, tabwidth 0, the given padding, padchar ' ' and no
-/// flags: tab-terminated cells are aligned in columns per block of consecutive lines; the text
-/// after a line's last tab is not part of any column.
-fn tabwrite(text: &str, padding: usize) -> String {
-    let mut lines: Vec<Vec<String>> = text
-        .split('\n')
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect();
-    // A trailing newline leaves an empty last line that is not output.
-    let trailing_newline = text.ends_with('\n');
-    if trailing_newline {
-        lines.pop();
-    }
-    let mut out = String::new();
-    let mut widths = Vec::new();
-    format_block(&lines, 0, lines.len(), &mut widths, padding, &mut out);
-    if !trailing_newline && out.ends_with('\n') {
-        out.pop();
-    }
-    out
-}
-
-fn format_block(
-    lines: &[Vec<String>],
-    mut line0: usize,
-    line1: usize,
-    widths: &mut Vec<usize>,
-    padding: usize,
-    out: &mut String,
-) {
-    let column = widths.len();
-    let mut this = line0;
-    while this < line1 {
-        if column + 1 >= lines[this].len() {
-            this += 1;
-            continue;
-        }
-        write_lines(lines, line0, this, widths, out);
-        line0 = this;
-        let mut width = 0;
-        while this < line1 && column + 1 < lines[this].len() {
-            width = width.max(lines[this][column].chars().count() + padding);
-            this += 1;
-        }
-        widths.push(width);
-        format_block(lines, line0, this, widths, padding, out);
-        widths.pop();
-        line0 = this;
-    }
-    write_lines(lines, line0, line1, widths, out);
-}
-
-fn write_lines(
-    lines: &[Vec<String>],
-    line0: usize,
-    line1: usize,
-    widths: &[usize],
-    out: &mut String,
-) {
-    for line in &lines[line0..line1] {
-        for (j, cell) in line.iter().enumerate() {
-            out.push_str(cell);
-            if j < widths.len() && j + 1 < line.len() {
-                let w = cell.chars().count();
-                out.push_str(&" ".repeat(widths[j].saturating_sub(w)));
-            }
-        }
-        out.push('\n');
-    }
-}
-
 // ---- the gateway exchange ----
 
 /// The few `moby.buildkit.v1.frontend` (LLBBridge) messages kiln needs, by their field numbers
@@ -776,7 +683,7 @@ pub(crate) async fn solve(
     }
 }
 
-async fn connect(
+pub(crate) async fn connect(
     driver: Arc<dyn kiln_drivers::Driver>,
 ) -> std::result::Result<tonic::transport::Channel, tonic::Status> {
     let connector = tower::service_fn(move |_uri: http::Uri| {
@@ -789,7 +696,7 @@ async fn connect(
         .map_err(|e| tonic::Status::unavailable(crate::buildkit::client::flatten_error(&e)))
 }
 
-async fn gateway_unary<Req, Resp>(
+pub(crate) async fn gateway_unary<Req, Resp>(
     build_id: &str,
     channel: tonic::transport::Channel,
     method: &'static str,

@@ -86,6 +86,7 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
                 .unwrap_or_else(|| dir.display().to_string());
             match &dockerfile {
                 DockerfileSource::Stdin => dockerfile_text = Some(read_stdin_dockerfile()?),
+                DockerfileSource::Inline(text) => dockerfile_text = Some(text.clone().into_bytes()),
                 DockerfileSource::Default => dockerfile_dir = Some(dir.clone()),
                 DockerfileSource::Path(f) => {
                     let parent = f.parent().filter(|p| !p.as_os_str().is_empty());
@@ -101,6 +102,7 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
             p.frontend_attrs.insert("context".into(), url.clone());
             match &dockerfile {
                 DockerfileSource::Stdin => dockerfile_text = Some(read_stdin_dockerfile()?),
+                DockerfileSource::Inline(text) => dockerfile_text = Some(text.clone().into_bytes()),
                 DockerfileSource::Path(f) if f.is_absolute() => {
                     dockerfile_dir = f.parent().map(Path::to_path_buf);
                     dockerfile_name = f

@@ -5,11 +5,14 @@
 //! which driver a node uses.
 
 pub mod attest;
+pub mod bake;
 pub mod cache;
 pub mod call;
 pub mod entitlements;
 pub mod exporter;
+pub mod flags;
 mod inputs;
+mod local_cache;
 pub mod named_contexts;
 pub mod options;
 pub mod secrets;
@@ -81,7 +84,7 @@ impl BuildResult {
 }
 
 /// The exporters a solve gets and where their client-side results land.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct ExportPlan {
     exporters: Vec<control::Exporter>,
     targets: HashMap<u32, ExportTarget>,
@@ -252,20 +255,16 @@ fn plan_cache(
             "https://docs.docker.com/go/build-cache-backends/",
         ));
     }
-    for spec in exports.iter().chain(&opts.cache_from) {
-        if spec.kind == "local" {
-            bail!("type=local caches are not supported by kiln yet (use type=registry or type=inline)");
-        }
-    }
+    local_cache::create_export_dirs(&exports)?;
+    let cache_from = local_cache::resolve_imports(&opts.cache_from)?;
     let entry = |c: &cache::CacheSpec| control::CacheOptionsEntry {
         r#type: c.kind.clone(),
         attrs: c.attrs.clone().into_iter().collect(),
     };
-    let imports: Vec<_> = opts.cache_from.iter().map(entry).collect();
+    let imports: Vec<_> = cache_from.iter().map(entry).collect();
     if !imports.is_empty() {
         // The same JSON shape BuildKit's Go client marshals (field names `Type` and `Attrs`).
-        let json: Vec<serde_json::Value> = opts
-            .cache_from
+        let json: Vec<serde_json::Value> = cache_from
             .iter()
             .map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs}))
             .collect();
@@ -372,6 +371,160 @@ fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<S
     Ok(a)
 }
 
+/// A builder's first node, connected, with what it can do.
+pub(crate) struct NodeConn<'a> {
+    pub builder: &'a Builder,
+    pub node: &'a crate::builder::BuilderNode,
+    pub client: BuildkitClient,
+    pub features: Features,
+}
+
+impl<'a> NodeConn<'a> {
+    pub async fn connect(builder: &'a Builder) -> Result<NodeConn<'a>> {
+        let node = builder
+            .nodes
+            .first()
+            .with_context(|| format!("builder {:?} has no nodes", builder.name))?;
+        let client = BuildkitClient::connect(node.driver.clone())
+            .await
+            .with_context(|| format!("connecting to builder {:?}", builder.name))?;
+        let workers = client.list_workers().await?;
+        let labels: Vec<_> = workers.iter().map(|w| w.labels.clone()).collect();
+        let features = node.driver.features(&labels);
+        Ok(NodeConn {
+            builder,
+            node,
+            client,
+            features,
+        })
+    }
+
+    pub fn driver_name(&self) -> &'static str {
+        self.builder.driver_kind.as_str()
+    }
+
+    /// A printer for this builder's display, header written.
+    pub fn printer(&self, mode: ProgressMode, debug: bool) -> Printer {
+        let mut printer = Printer::new(mode);
+        printer.set_debug(debug);
+        printer.header(&self.builder.name, self.driver_name());
+        printer
+    }
+
+    /// buildx's build reference: `builder/node/ref`.
+    pub fn build_ref(&self, solve_ref: &str) -> String {
+        format!("{}/{}/{}", self.builder.name, self.node.name, solve_ref)
+    }
+}
+
+/// Everything one solve asks for, decided from the options and the node's features before
+/// anything reaches BuildKit.
+pub(crate) struct SolvePlan {
+    exports: ExportPlan,
+    /// Frontend attributes (inputs, cache imports and the subrequest id included).
+    pub attrs: BTreeMap<String, String>,
+    cache: control::CacheOptions,
+    /// Local directories, uploads and OCI layouts; temporary directories live as long as this.
+    pub inputs: inputs::PreparedInputs,
+    entitlements: Vec<String>,
+}
+
+pub(crate) fn plan_solve(
+    opts: &BuildOptions,
+    features: &Features,
+    driver_name: &str,
+) -> Result<SolvePlan> {
+    // A subrequest exports nothing and loads nothing.
+    let exports = match &opts.call {
+        Some(_) => ExportPlan::default(),
+        None => plan_exports(opts, features, driver_name)?,
+    };
+    let mut attrs = frontend_attrs(opts, features)?;
+    let prepared = inputs::prepare(opts)?;
+    attrs.extend(prepared.frontend_attrs.clone());
+    if let Some(call) = &opts.call {
+        attrs.insert("requestid".into(), call.request_id());
+    }
+    let cache = plan_cache(opts, features, driver_name, &mut attrs)?;
+    Ok(SolvePlan {
+        exports,
+        attrs,
+        cache,
+        inputs: prepared,
+        entitlements: entitlements::for_solve(&opts.allow, opts.network == NetworkMode::Host),
+    })
+}
+
+impl SolvePlan {
+    /// What this solve's session serves.
+    pub fn session_content(&self, opts: &BuildOptions) -> SessionContent {
+        let prepared = &self.inputs;
+        SessionContent {
+            dirs: prepared.dirs.clone(),
+            exports: self.exports.targets.clone(),
+            uploads: prepared.uploads.clone(),
+            oci_stores: prepared.oci_stores.clone(),
+            local_caches: local_cache::session_stores(&self.cache),
+            secrets: secrets::session_secrets(&opts.secrets),
+            ssh: secrets::session_agents(&opts.ssh),
+        }
+    }
+
+    /// The session's shared key on `node`: BuildKit reuses what it has of a context sent
+    /// under the same key.
+    pub fn shared_key(&self, node: &str) -> String {
+        format!("{}:{node}", self.inputs.shared_key)
+    }
+
+    /// The `Control/Solve` request for the Dockerfile frontend.
+    pub fn request(&self, solve_ref: &str, session_id: &str) -> control::SolveRequest {
+        control::SolveRequest {
+            r#ref: solve_ref.to_string(),
+            exporter_deprecated: self
+                .exports
+                .exporters
+                .first()
+                .map(|e| e.r#type.clone())
+                .unwrap_or_default(),
+            exporter_attrs_deprecated: self
+                .exports
+                .exporters
+                .first()
+                .map(|e| e.attrs.clone())
+                .unwrap_or_default(),
+            exporters: self.exports.exporters.clone(),
+            session: session_id.to_string(),
+            frontend: "dockerfile.v0".into(),
+            frontend_attrs: self.attrs.clone().into_iter().collect(),
+            cache: Some(self.cache.clone()),
+            entitlements: self.entitlements.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// After a successful solve: pushes what the node could not push itself and returns the
+    /// exporter response as the metadata file holds it.
+    pub async fn finish(
+        &self,
+        conn: &NodeConn<'_>,
+        resp: control::SolveResponse,
+        own_steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut exporter_response: BTreeMap<String, String> =
+            resp.exporter_response.into_iter().collect();
+        let pushed = push_from_store(
+            conn.node.driver.as_ref(),
+            &self.exports,
+            &conn.features,
+            own_steps,
+        )
+        .await;
+        exporter_response_with_push(&mut exporter_response, pushed)?;
+        local_cache::update_indexes(&self.cache, &exporter_response)?;
+        Ok(exporter_response)
+    }
+}
+
 /// Runs one build on the builder's first node and returns what BuildKit reported.
 pub async fn build(
     builder: &Builder,
@@ -379,121 +532,51 @@ pub async fn build(
     mode: ProgressMode,
     debug: bool,
 ) -> Result<BuildResult> {
-    let node = builder
-        .nodes
-        .first()
-        .with_context(|| format!("builder {:?} has no nodes", builder.name))?;
-    let driver_name = builder.driver_kind.as_str();
-    let client = BuildkitClient::connect(node.driver.clone())
-        .await
-        .with_context(|| format!("connecting to builder {:?}", builder.name))?;
-    let workers = client.list_workers().await?;
-    let labels: Vec<_> = workers.iter().map(|w| w.labels.clone()).collect();
-    let features = node.driver.features(&labels);
-
-    // A subrequest exports nothing and loads nothing.
-    let plan = match &opts.call {
-        Some(_) => ExportPlan::default(),
-        None => plan_exports(&opts, &features, driver_name)?,
-    };
-    let mut attrs = frontend_attrs(&opts, &features)?;
-    let prepared = inputs::prepare(&opts)?;
-    attrs.extend(prepared.frontend_attrs.clone());
-    if let Some(call) = &opts.call {
-        attrs.insert("requestid".into(), call.request_id());
-    }
-
-    let cache_options = plan_cache(&opts, &features, driver_name, &mut attrs)?;
+    let conn = NodeConn::connect(builder).await?;
+    let plan = plan_solve(&opts, &conn.features, conn.driver_name())?;
     let solve_ref = crate::buildkit::new_id();
     let session = Session::new(
         "kiln",
-        &format!("{}:{}", prepared.shared_key, node.name),
-        SessionContent {
-            dirs: prepared.dirs.clone(),
-            exports: plan.targets.clone(),
-            uploads: prepared.uploads.clone(),
-            oci_stores: prepared.oci_stores.clone(),
-            secrets: secrets::session_secrets(&opts.secrets),
-            ssh: secrets::session_agents(&opts.ssh),
-        },
+        &plan.shared_key(&conn.node.name),
+        plan.session_content(&opts),
     );
-    let running = session.attach(node.driver.as_ref()).await?;
+    let running = session.attach(conn.node.driver.as_ref()).await?;
 
-    let mut printer = Printer::new(mode);
-    printer.set_debug(debug);
-    printer.header(&builder.name, driver_name);
+    let printer = conn.printer(mode, debug);
     let (status_tx, status_rx) = tokio::sync::mpsc::channel(128);
     // Steps kiln runs itself after the solve (pushing from the daemon's store) show in the
     // same display through this sender.
     let own_steps = status_tx.clone();
     let display = tokio::spawn(progress::run(printer, status_rx));
     let status_task = tokio::spawn(stream_status(
-        client.control(),
+        conn.client.control(),
         solve_ref.clone(),
         status_tx,
+        None,
     ));
 
-    let entitlements = entitlements::for_solve(&opts.allow, opts.network == NetworkMode::Host);
-    let req = control::SolveRequest {
-        r#ref: solve_ref.clone(),
-        exporter_deprecated: plan
-            .exporters
-            .first()
-            .map(|e| e.r#type.clone())
-            .unwrap_or_default(),
-        exporter_attrs_deprecated: plan
-            .exporters
-            .first()
-            .map(|e| e.attrs.clone())
-            .unwrap_or_default(),
-        exporters: plan.exporters.clone(),
-        session: session.id.clone(),
-        frontend: "dockerfile.v0".into(),
-        frontend_attrs: attrs.into_iter().collect(),
-        cache: Some(cache_options),
-        entitlements,
-        ..Default::default()
-    };
+    let req = plan.request(&solve_ref, &session.id);
     let solved = match &opts.call {
-        Some(_) => call::solve(node.driver.clone(), client.control(), req).await,
-        None => client.control().solve(req).await,
+        Some(_) => call::solve(conn.node.driver.clone(), conn.client.control(), req).await,
+        None => conn.client.control().solve(req).await,
     };
-    // The status stream ends once the job is done; give it a moment to deliver the last events,
-    // then stop waiting so a daemon that never closes it can't hang the build.
-    let status_abort = status_task.abort_handle();
-    let status_done = tokio::time::timeout(std::time::Duration::from_secs(3), status_task).await;
-    if status_done.is_err() {
-        tracing::debug!("status stream did not end after the solve; closing the display");
-        // The task holds a sender of the display's channel: the display ends only once it goes.
-        status_abort.abort();
-    }
+    end_status(status_task).await;
     drop(running);
-    drop(prepared);
 
     let solved = match solved {
-        Ok(resp) => {
-            let mut exporter_response: BTreeMap<String, String> =
-                resp.into_inner().exporter_response.into_iter().collect();
-            let pushed = push_from_store(node.driver.as_ref(), &plan, &features, &own_steps).await;
-            Ok((
-                exporter_response_with_push(&mut exporter_response, pushed),
-                exporter_response,
-            ))
-        }
+        Ok(resp) => Ok(plan.finish(&conn, resp.into_inner(), &own_steps).await),
         Err(status) => Err(status),
     };
     drop(own_steps);
+    drop(plan);
 
     let (mut printer, summary) = display.await.context("progress display")?;
     printer.print_warnings(&summary);
     match solved {
-        Ok((push_result, mut exporter_response)) => {
-            push_result?;
+        Ok(exporter_response) => {
+            let mut exporter_response = exporter_response?;
             if opts.call.is_none() {
-                exporter_response.insert(
-                    "buildx.build.ref".into(),
-                    format!("{}/{}/{}", builder.name, node.name, solve_ref),
-                );
+                exporter_response.insert("buildx.build.ref".into(), conn.build_ref(&solve_ref));
             }
             Ok(BuildResult {
                 exporter_response,
@@ -504,7 +587,7 @@ pub async fn build(
             if let Some(e) = opts
                 .call
                 .as_ref()
-                .and_then(|c| c.unsupported_error(&status, &builder.name, &node.name))
+                .and_then(|c| c.unsupported_error(&status, &builder.name, &conn.node.name))
             {
                 return Err(e);
             }
@@ -514,6 +597,18 @@ pub async fn build(
                 u8::try_from(code).unwrap_or(1),
             )))
         }
+    }
+}
+
+/// The status stream ends once the job is done; gives it a moment to deliver the last events,
+/// then stops waiting so a daemon that never closes it can't hang the build.
+pub(crate) async fn end_status(status_task: tokio::task::JoinHandle<()>) {
+    let status_abort = status_task.abort_handle();
+    let status_done = tokio::time::timeout(std::time::Duration::from_secs(3), status_task).await;
+    if status_done.is_err() {
+        tracing::debug!("status stream did not end after the solve; closing the display");
+        // The task holds a sender of the display's channel: the display ends only once it goes.
+        status_abort.abort();
     }
 }
 
@@ -602,12 +697,13 @@ fn registry_host(name: &str) -> &str {
 
 /// Forwards `Control/Status` for one solve into the display, with timestamps moved onto the
 /// local clock as buildx shows them.
-async fn stream_status(
+pub(crate) async fn stream_status(
     mut control: control::control_client::ControlClient<tonic::transport::Channel>,
     solve_ref: String,
     tx: tokio::sync::mpsc::Sender<control::StatusResponse>,
+    label: Option<String>,
 ) {
-    let mut feed = progress::SolveFeed::new(None);
+    let mut feed = progress::SolveFeed::new(label.as_deref());
     let Ok(resp) = control
         .status(control::StatusRequest { r#ref: solve_ref })
         .await

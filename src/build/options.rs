@@ -26,6 +26,8 @@ pub enum DockerfileSource {
     Default,
     Path(PathBuf),
     Stdin,
+    /// bake's `dockerfile-inline`: the Dockerfile's text.
+    Inline(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -204,25 +206,7 @@ pub fn extra_hosts_attr(hosts: &[String]) -> String {
 
 /// Docker's memory sizes (`64m`, `1g`, `512mb`, plain bytes), in binary units.
 pub fn parse_mem_bytes(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let digits_end = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    let unit = unit.trim().trim_end_matches('b');
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("invalid size: {s:?}"))?;
-    let mul: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        "p" => 1 << 50,
-        _ => bail!("invalid size: {s:?}"),
-    };
-    Ok((n * mul as f64) as u64)
+    Ok(kiln_bake::units::ram_in_bytes(s)?)
 }
 
 /// `--ulimit name=soft[:hard]`, checked and kept in Docker's spelling.

@@ -14,7 +14,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::buildkit::fsutil::patterns::clean_path;
+use kiln_bake::gopath::clean_path;
+
 use crate::buildkit::fsutil::PatternMatcher;
 
 /// Reads the patterns of a `.dockerignore` file, in order.

@@ -1,5 +1,6 @@
-//! `kiln bake`: read bake files and print (`--print`) or list (`--list`) what they define.
-//! Building the targets is not implemented yet; the evaluation itself lives in `kiln-bake`.
+//! `kiln bake`: read bake files, then print (`--print`), list (`--list`) or build the targets.
+//! The evaluation lives in `kiln-bake`; building hands each target, parsed into build options
+//! by the same code as `kiln build`'s flags, to `build::bake`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _};
@@ -7,9 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use kiln_bake::checks::{PathKind, Probe};
-use kiln_bake::{File, Inputs};
+use kiln_bake::{File, Inputs, Target};
 
 use super::Ctx;
+use crate::build::bake::entitlements as bake_entitlements;
+use crate::build::bake::TargetBuild;
+use crate::build::flags::{Origin, RawOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -172,7 +176,7 @@ fn path_kind(p: &str) -> PathKind {
     }
 }
 
-pub async fn run(args: Args, _ctx: &Ctx) -> Result<ExitCode> {
+pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
     let mut list = args.list.clone().unwrap_or_default();
     if list.is_empty() {
         if args.list_targets {
@@ -232,6 +236,8 @@ pub async fn run(args: Args, _ctx: &Ctx) -> Result<ExitCode> {
                 crate::platform::Platform::host().to_string(),
             ),
         ]),
+        // Compose files interpolate from `.env` in the working directory, as buildx.
+        dotenv: std::fs::read_to_string(".env").ok(),
     };
 
     if !list.is_empty() {
@@ -264,8 +270,278 @@ pub async fn run(args: Args, _ctx: &Ctx) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let _ = (&args.allow, &args.progress, &args.metadata_file);
-    bail!("building bake targets is not implemented yet: use --print or --list")
+    build_targets(&args, resolved, ctx).await
+}
+
+/// Builds the resolved targets: entitlements checked, each target parsed into build options,
+/// all solved together, then the metadata file written.
+async fn build_targets(args: &Args, resolved: kiln_bake::Resolved, ctx: &Ctx) -> Result<ExitCode> {
+    let progress: crate::progress::ProgressMode = args.progress.parse().context("--progress")?;
+    let allowed = bake_entitlements::parse(&args.allow)?;
+    let wd = std::env::current_dir().context("failed to get current working directory")?;
+    let access: Vec<_> = resolved.targets.values().map(target_access).collect();
+    let missing = bake_entitlements::missing(&allowed, &wd, &access)?;
+    if progress != crate::progress::ProgressMode::RawJson {
+        let argv: Vec<String> = std::env::args().collect();
+        bake_entitlements::confirm(&missing, &wd, &argv)?;
+    }
+
+    let mut builds = Vec::new();
+    for (name, t) in &resolved.targets {
+        builds.push(TargetBuild {
+            name: name.clone(),
+            opts: target_options(name, t)?.into_options()?,
+        });
+    }
+    let builder = crate::builder::resolve(ctx).await?;
+    let results = crate::build::bake::build_many(&builder, builds, progress, ctx.debug).await?;
+
+    if let Some(path) = &args.metadata_file {
+        let doc: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(name, r)| (name.clone(), r.metadata_json()))
+            .collect();
+        let json = serde_json::to_vec_pretty(&serde_json::Value::Object(doc))?;
+        crate::store::write_atomic(std::path::Path::new(path), &json)
+            .with_context(|| format!("writing metadata file {path}"))?;
+    }
+    let mut code = 0u8;
+    for (name, r) in &results {
+        let Some(call) = resolved
+            .targets
+            .get(name)
+            .and_then(|t| t.call.as_deref())
+            .and_then(|c| crate::build::call::CallFunc::parse(c).ok().flatten())
+        else {
+            continue;
+        };
+        let rendered = crate::build::call::render_result(&call, &r.exporter_response, None)?;
+        if results.len() > 1 {
+            println!("{name}\n");
+        }
+        print!("{}", rendered.stdout);
+        if let Some(e) = rendered.error {
+            eprintln!("ERROR: target {name}: {e}");
+            code = code.max(1);
+        }
+        code = code.max(rendered.exit_code);
+    }
+    if code != 0 {
+        return Err(anyhow::Error::new(crate::AlreadyReported(code)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A local path as bake writes it (`cwd://` is the working directory).
+fn local_path(v: &str) -> Option<String> {
+    if kiln_bake::checks::is_remote_url(v)
+        || v.starts_with("target:")
+        || v.starts_with("docker-image:")
+    {
+        return None;
+    }
+    Some(v.strip_prefix("cwd://").unwrap_or(v).to_string())
+}
+
+/// The Dockerfile path a target reads, relative to the working directory (`None`: inline, or
+/// inside a remote context).
+fn dockerfile_path(t: &Target) -> Option<String> {
+    if t.dockerfile_inline.is_some() {
+        return None;
+    }
+    let context = t.context.as_deref().unwrap_or(".");
+    let file = t.dockerfile.as_deref().unwrap_or("Dockerfile");
+    if let Some(f) = file.strip_prefix("cwd://") {
+        return Some(kiln_bake::gopath::clean_path(f));
+    }
+    if kiln_bake::checks::is_remote_url(context) {
+        return (file != "Dockerfile").then(|| file.to_string());
+    }
+    if std::path::Path::new(file).is_absolute() {
+        return Some(file.to_string());
+    }
+    Some(
+        std::path::Path::new(context)
+            .join(file)
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// What a target reads and writes on the client, for the entitlement check.
+fn target_access(t: &Target) -> bake_entitlements::TargetAccess {
+    let mut a = bake_entitlements::TargetAccess {
+        entitlements: t.entitlements.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(c) = t.context.as_deref().and_then(local_path) {
+        a.read.push(c.into());
+        if let Some(f) = dockerfile_path(t) {
+            a.read.push(f.into());
+        }
+    }
+    for v in t.contexts.iter().flatten().map(|(_, v)| v) {
+        if let Some(p) = local_path(v) {
+            a.read.push(p.into());
+        }
+    }
+    for o in t.outputs.iter().flatten() {
+        let local = match o.kind.as_str() {
+            "local" | "tar" => true,
+            "oci" | "docker" => !o.dest.is_empty(),
+            _ => false,
+        };
+        if local && !o.dest.is_empty() && o.dest != "-" {
+            a.write.push(o.dest.clone().into());
+        }
+    }
+    for c in t.cache_to.iter().flatten().filter(|c| c.kind == "local") {
+        if let Some(d) = c.attrs.get("dest") {
+            a.write.push(d.into());
+        }
+    }
+    for c in t.cache_from.iter().flatten().filter(|c| c.kind == "local") {
+        if let Some(s) = c.attrs.get("src") {
+            a.read.push(s.into());
+        }
+    }
+    for s in t.secrets.iter().flatten() {
+        if !s.src.is_empty() {
+            a.read.push(s.src.clone().into());
+        }
+    }
+    for s in t.ssh.iter().flatten() {
+        a.read.extend(s.paths.iter().map(Into::into));
+        if s.paths.is_empty() {
+            a.default_ssh = true;
+        }
+    }
+    a
+}
+
+/// A resolved bake target as the same option strings `kiln build` parses.
+fn target_options(name: &str, t: &Target) -> Result<RawOptions> {
+    use crate::build::flags::csv_record;
+    let context = t.context.clone().unwrap_or_else(|| ".".into());
+    let context = context
+        .strip_prefix("cwd://")
+        .unwrap_or(&context)
+        .to_string();
+    let mut r = RawOptions::new(Origin::Target(name.to_string()), &context);
+    r.file = dockerfile_path(t);
+    r.dockerfile_inline = t.dockerfile_inline.clone();
+    let pairs = |m: &Option<BTreeMap<String, Option<String>>>| -> Vec<String> {
+        m.iter()
+            .flatten()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect()
+    };
+    r.build_args = pairs(&t.args);
+    r.labels = pairs(&t.labels);
+    r.add_hosts = pairs(&t.extra_hosts);
+    r.build_contexts = t
+        .contexts
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.strip_prefix("cwd://").unwrap_or(v)))
+        .collect();
+    r.tags = t.tags.clone().unwrap_or_default();
+    r.target = t.target.clone();
+    let host = crate::platform::Platform::host().to_string();
+    r.platforms = t
+        .platforms
+        .iter()
+        .flatten()
+        .map(|p| {
+            if p == "local" {
+                host.clone()
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    r.no_cache = t.no_cache.unwrap_or(false);
+    r.no_cache_filter = t.no_cache_filter.clone().unwrap_or_default();
+    r.pull = t.pull.unwrap_or(false);
+    if let Some(n) = &t.network {
+        r.network = n.clone();
+    }
+    r.shm_size = t.shm_size.clone();
+    r.ulimits = t.ulimits.clone().unwrap_or_default();
+    r.annotations = t.annotations.clone().unwrap_or_default();
+    r.outputs = t
+        .outputs
+        .iter()
+        .flatten()
+        .filter(|o| o.kind != "cacheonly")
+        .map(|o| {
+            let mut fields = vec![("type", o.kind.as_str())];
+            if !o.dest.is_empty() {
+                fields.push(("dest", o.dest.as_str()));
+            }
+            fields.extend(o.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            csv_record(fields)
+        })
+        .collect();
+    if t.outputs.iter().flatten().any(|o| o.kind == "cacheonly") && r.outputs.is_empty() {
+        r.outputs = vec!["type=cacheonly".into()];
+    }
+    let caches = |c: &Option<Vec<kiln_bake::buildflags::Cache>>| -> Vec<String> {
+        c.iter()
+            .flatten()
+            .map(|c| {
+                let mut fields = vec![("type", c.kind.as_str())];
+                fields.extend(c.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                csv_record(fields)
+            })
+            .collect()
+    };
+    r.cache_from = caches(&t.cache_from);
+    r.cache_to = caches(&t.cache_to);
+    r.secrets = t
+        .secrets
+        .iter()
+        .flatten()
+        .map(|s| {
+            let mut fields = vec![("id", s.id.as_str())];
+            if !s.src.is_empty() {
+                fields.push(("src", s.src.as_str()));
+            }
+            if !s.env.is_empty() {
+                fields.push(("env", s.env.as_str()));
+            }
+            csv_record(fields)
+        })
+        .collect();
+    r.ssh = t
+        .ssh
+        .iter()
+        .flatten()
+        .map(|s| {
+            if s.paths.is_empty() {
+                s.id.clone()
+            } else {
+                format!("{}={}", s.id, s.paths.join(","))
+            }
+        })
+        .collect();
+    r.attest = t
+        .attest
+        .iter()
+        .flatten()
+        .map(|a| {
+            let disabled = a.disabled.to_string();
+            let mut fields = vec![("type", a.kind.as_str())];
+            if a.disabled {
+                fields.push(("disabled", disabled.as_str()));
+            }
+            fields.extend(a.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            csv_record(fields)
+        })
+        .collect();
+    r.call = t.call.clone().unwrap_or_else(|| "build".into());
+    r.allow = t.entitlements.clone().unwrap_or_default();
+    Ok(r)
 }
 
 /// `--list` value: `targets`, `variables`, or `type=...,format=table|json`.

@@ -6,10 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::build::exporter::ExportSpec;
-use crate::build::options::{self, BuildOptions, ContextSource, DockerfileSource, NetworkMode};
-use crate::build::{attest, cache};
-use crate::platform;
+use crate::build::flags::{Origin, RawOptions};
+use crate::build::options::BuildOptions;
 use crate::progress::ProgressMode;
 
 #[derive(Debug, clap::Args)]
@@ -169,69 +167,41 @@ impl Args {
             },
             None => self.call.clone(),
         };
-        for t in &self.tags {
-            options::validate_tag(t).context("--tag")?;
-        }
-        for h in &self.add_hosts {
-            options::validate_extra_host(h).context("--add-host")?;
-        }
-        for u in &self.ulimits {
-            options::validate_ulimit(u).context("--ulimit")?;
-        }
-        let outputs = self
-            .outputs
-            .iter()
-            .filter(|o| !o.is_empty())
-            .map(|o| ExportSpec::parse(o).with_context(|| format!("--output {o:?}")))
-            .collect::<Result<Vec<_>>>()?;
-        let context = ContextSource::parse(&self.context)?;
-        let dockerfile = match self.file.as_deref() {
-            None => DockerfileSource::Default,
-            Some("-") => DockerfileSource::Stdin,
-            Some(f) => DockerfileSource::Path(f.into()),
-        };
-        let opts = BuildOptions {
-            context: Some(context),
-            dockerfile: Some(dockerfile),
-            named_contexts: crate::build::named_contexts::parse(&self.build_contexts)
-                .context("--build-context")?,
+        let raw = RawOptions {
+            origin: Origin::Flags,
+            context: self.context,
+            file: self.file,
+            dockerfile_inline: None,
+            build_contexts: self.build_contexts,
             tags: self.tags,
-            build_args: options::parse_build_args(&self.build_args).context("--build-arg")?,
-            labels: options::parse_labels(&self.labels).context("--label")?,
-            target: self.target.filter(|t| !t.is_empty()),
-            platforms: platform::parse_explicit_list(&self.platforms).context("--platform")?,
+            build_args: self.build_args,
+            target: self.target,
+            labels: self.labels,
+            platforms: self.platforms,
             no_cache: self.no_cache,
             no_cache_filter: self.no_cache_filter,
             pull: self.pull,
-            network: NetworkMode::parse(&self.network).context("--network")?,
-            extra_hosts: self.add_hosts,
-            shm_size: self
-                .shm_size
-                .as_deref()
-                .map(options::parse_mem_bytes)
-                .transpose()
-                .context("--shm-size")?,
+            network: self.network,
+            add_hosts: self.add_hosts,
+            shm_size: self.shm_size,
             ulimits: self.ulimits,
-            outputs,
             load: self.load,
             push: self.push,
+            outputs: self.outputs,
+            cache_from: self.cache_from,
+            cache_to: self.cache_to,
+            secrets: self.secrets,
+            ssh: self.ssh,
+            attest: self.attest,
+            provenance: self.provenance,
+            sbom: self.sbom,
+            annotations: self.annotations,
             iidfile: self.iidfile,
-            attests: attest::Attests::from_flags(
-                &self.attest,
-                self.provenance.as_deref(),
-                self.sbom.as_deref(),
-            )?,
-            annotations: attest::parse_annotations(&self.annotations).context("--annotation")?,
-            cache_from: cache::parse_flags(&self.cache_from, false).context("--cache-from")?,
-            cache_to: cache::parse_flags(&self.cache_to, true).context("--cache-to")?,
             metadata_file: self.metadata_file,
-            secrets: crate::build::secrets::parse_secrets(&self.secrets)?,
-            ssh: crate::build::secrets::parse_ssh_specs(
-                &crate::build::secrets::ssh_values_for_context(&self.ssh, &self.context),
-            )?,
-            call: crate::build::call::CallFunc::parse(&call)?,
-            allow: crate::build::entitlements::parse(&self.allow)?,
+            call,
+            allow: self.allow,
         };
+        let opts = raw.into_options()?;
         Ok((opts, progress))
     }
 }
@@ -245,7 +215,14 @@ pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
     let metadata_file = opts.metadata_file.clone();
     let call = opts.call.clone();
     let builder = crate::builder::resolve(ctx).await?;
-    let result = crate::build::build(&builder, opts, progress, ctx.debug).await?;
+    let mut result = crate::build::build(&builder, opts, progress, ctx.debug).await?;
+    if metadata_file.is_some() && call.is_none() {
+        let mode = crate::history::provenance::MetadataProvenance::from_env();
+        let keys = crate::history::provenance::for_build(&builder, &result.exporter_response, mode)
+            .await
+            .context("resolving provenance for metadata file")?;
+        result.exporter_response.extend(keys);
+    }
 
     let image_id = result.image_id().unwrap_or_default().to_string();
     if quiet {

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod content;
 pub mod inspect;
 mod json;
+pub mod provenance;
 mod time;
 
 use std::collections::HashMap;

@@ -5,6 +5,7 @@
 //! writes to a terminal.
 
 use bollard_buildkit_proto::google::protobuf::Timestamp;
+use kiln_bake::calendar::civil_from_days;
 
 /// A point in time as nanoseconds since the Unix epoch, the resolution BuildKit sends.
 pub(crate) type Nanos = i64;
@@ -74,20 +75,6 @@ pub(crate) fn rfc3339_nano(t: Nanos) -> String {
     }
     out.push('Z');
     out
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Cuts `s` to at most `max` characters without splitting a UTF-8 sequence.

@@ -89,21 +89,11 @@ fn format_fsm(fmt: &str, args: &[Value]) -> Result<String, FuncError> {
             p += 1;
         }
         if matches!(b.get(p), Some(b'1'..=b'9')) {
-            let mut w = 0usize;
-            while let Some(c @ b'0'..=b'9') = b.get(p) {
-                w = w.saturating_mul(10).saturating_add((c - b'0') as usize);
-                p += 1;
-            }
-            verb.width = Some(w);
+            verb.width = Some(read_decimal(b, &mut p));
         }
         if b.get(p) == Some(&b'.') {
             p += 1;
-            let mut n = 0usize;
-            while let Some(c @ b'0'..=b'9') = b.get(p) {
-                n = n.saturating_mul(10).saturating_add((c - b'0') as usize);
-                p += 1;
-            }
-            verb.prec = Some(n);
+            verb.prec = Some(read_decimal(b, &mut p));
         }
         if b.get(p) == Some(&b'[') {
             p += 1;
@@ -112,11 +102,7 @@ fn format_fsm(fmt: &str, args: &[Value]) -> Result<String, FuncError> {
                 Some(_) => return Err(bad_char(p)),
                 None => return Err(eof_err()),
             }
-            let mut n = 0usize;
-            while let Some(c @ b'0'..=b'9') = b.get(p) {
-                n = n.saturating_mul(10).saturating_add((c - b'0') as usize);
-                p += 1;
-            }
+            let n = read_decimal(b, &mut p);
             match b.get(p) {
                 Some(b']') => p += 1,
                 Some(_) => return Err(bad_char(p)),
@@ -149,6 +135,17 @@ fn format_fsm(fmt: &str, args: &[Value]) -> Result<String, FuncError> {
         });
     }
     Ok(out)
+}
+
+/// The decimal number at `b[*p..]` (0 when there is none, saturating on overflow); moves `p`
+/// past its digits.
+fn read_decimal(b: &[u8], p: &mut usize) -> usize {
+    let mut n = 0usize;
+    while let Some(c @ b'0'..=b'9') = b.get(*p) {
+        n = n.saturating_mul(10).saturating_add((c - b'0') as usize);
+        *p += 1;
+    }
+    n
 }
 
 fn append_verb(verb: &Verb, out: &mut String, args: &[Value]) -> Result<(), String> {

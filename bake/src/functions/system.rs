@@ -5,36 +5,9 @@ use hcl::Value;
 
 use super::value::str_of;
 use super::FuncError;
+use crate::gopath::clean_path;
 
 type R = Result<Value, FuncError>;
-
-/// Go's `path.Clean` (slash-separated, lexical).
-fn clean(p: &str) -> String {
-    if p.is_empty() {
-        return ".".into();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
-}
 
 /// Go's `path.Base`.
 pub fn basename(args: Vec<Value>) -> R {
@@ -57,7 +30,7 @@ pub fn dirname(args: Vec<Value>) -> R {
         Some(i) => &p[..=i],
         None => "",
     };
-    Ok(Value::String(clean(dir)))
+    Ok(Value::String(clean_path(dir)))
 }
 
 /// Go's `os.UserHomeDir` (`$HOME`), then the user database, then buildx's fallback (the parent

@@ -9,8 +9,7 @@ use std::io;
 use std::path::Path;
 
 use anyhow::Context as _;
-
-use super::patterns::clean_path;
+use kiln_bake::gopath::clean_path;
 
 /// Resolves `paths` under `root` into the include patterns that cover them and every symlink
 /// target they lead to. `None` means one of them is the root itself, so nothing is filtered.

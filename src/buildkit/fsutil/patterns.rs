@@ -6,6 +6,7 @@
 //! below a directory it matches. This module only matches strings; walking a tree with the
 //! matcher (and the shortcuts that make that fast) lives in `walk.rs`.
 
+use kiln_bake::gopath::clean_path;
 use regex::Regex;
 
 /// A pattern list that could not be turned into a matcher.
@@ -264,33 +265,6 @@ impl PatternMatcher {
     }
 }
 
-/// Lexically cleans a slash-separated path the way Go's `path.Clean` does: no empty or `.`
-/// elements, `..` folded into its parent where there is one, `.` for an empty result.
-pub fn clean_path(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                // `..` at the root stays at the root.
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,23 +273,6 @@ mod tests {
         PatternMatcher::new(patterns)
             .unwrap()
             .matches_or_parent_matches(path)
-    }
-
-    #[test]
-    fn clean_path_follows_go() {
-        for (input, want) in [
-            ("", "."),
-            (".", "."),
-            ("./a/", "a"),
-            ("a//b/./c/..", "a/b"),
-            ("/../a", "/a"),
-            ("../../a", "../../a"),
-            ("a/../..", ".."),
-            ("/", "/"),
-            ("!./foo", "!./foo"),
-        ] {
-            assert_eq!(clean_path(input), want, "{input:?}");
-        }
     }
 
     #[test]

@@ -21,10 +21,10 @@ use anyhow::{anyhow, bail, Context as _};
 use bollard_buildkit_proto::fsutil::types::packet::PacketType;
 use bollard_buildkit_proto::fsutil::types::{Packet, Stat};
 use futures::{Stream, StreamExt};
+use kiln_bake::gopath::clean_path;
 use tokio::sync::mpsc;
 
 use super::packet;
-use super::patterns::clean_path;
 use super::stat::{
     carries_data, is_dir, is_symlink, make_node, mode, set_times, unix_perm, write_xattrs,
 };

@@ -1,11 +1,19 @@
-//! A read-only content store: BuildKit reads `oci-layout://` named contexts from the client
-//! through containerd's `containerd.services.content.v1.Content` service on the session.
+//! The session's content stores: BuildKit reads and writes OCI layouts on the client through
+//! containerd's `containerd.services.content.v1.Content` service.
 //!
-//! The store a call means travels in the `buildkit-attachable-store-id` metadata as
-//! `oci:<store id>`; each id maps to one OCI layout directory. Only `Info` and `Read` are served:
-//! every call that would change a store (`Write`, `Update`, `Delete`, `Abort`) is refused, and
-//! nothing here ever creates, locks or modifies a file in the layout (containerd's own local
-//! store would create `ingest/`; kiln opens blobs read-only and nothing else).
+//! The store a call means travels in the `buildkit-attachable-store-id` metadata. Two kinds share
+//! this one service:
+//!
+//! - `oci:<store id>`: an `oci-layout://` named context, served **read-only**. Only `Info` and
+//!   `Read` are answered; every call that would change the store (`Write`, `Update`, `Delete`,
+//!   `Abort`) is refused, and nothing here ever creates, locks or modifies a file in such a layout
+//!   (containerd's own local store would create `ingest/`; kiln opens blobs read-only and nothing
+//!   else).
+//! - `local:<dir>`: a `type=local` cache directory. Imports read it like the above; a store a
+//!   `--cache-to` exports into is **writable**: `Write` streams each blob into a temporary file
+//!   under the layout's `ingest/`, checks its size and digest, and renames it into
+//!   `blobs/<alg>/<hex>`, one message at a time (constant memory whatever the blob's size).
+//!   `index.json` is not this service's business: [`crate::build`] updates it after the solve.
 //!
 //! The few containerd messages kiln needs are declared here with their field numbers from
 //! containerd's `api/services/content/v1/content.proto`, rather than pulling in a crate that runs
@@ -20,10 +28,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use sha2::Digest as _;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::server::{Grpc, NamedService, ServerStreamingService, StreamingService, UnaryService};
+use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
 use super::SessionContent;
@@ -34,7 +43,8 @@ const SERVICE: &str = "containerd.services.content.v1.Content";
 const STORE_ID_HEADER: &str = "buildkit-attachable-store-id";
 
 /// Every method of containerd's content service, as a gRPC server registering it announces
-/// them (buildx announces all of them); only `Info` and `Read` do anything here.
+/// them (buildx announces all of them); `Info` and `Read` answer for every store, `Write` for
+/// writable ones only.
 pub const METHODS: &[&str] = &[
     "/containerd.services.content.v1.Content/Info",
     "/containerd.services.content.v1.Content/Update",
@@ -46,6 +56,10 @@ pub const METHODS: &[&str] = &[
     "/containerd.services.content.v1.Content/Write",
     "/containerd.services.content.v1.Content/Abort",
 ];
+
+/// The largest write message accepted: containerd's clients send at most half of their 16 MiB
+/// message limit per `Write` message.
+const MAX_WRITE_MESSAGE: usize = 16 << 20;
 
 /// The largest `data` a `Read` response carries; blobs stream in chunks of this size, a few
 /// chunks in flight at a time, so memory stays constant whatever the blob's size.
@@ -101,6 +115,59 @@ pub struct ReadContentResponse {
     pub data: Vec<u8>,
 }
 
+/// `containerd.services.content.v1.WriteAction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum WriteAction {
+    Stat = 0,
+    Write = 1,
+    Commit = 2,
+}
+
+/// `containerd.services.content.v1.WriteContentRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteContentRequest {
+    #[prost(enumeration = "WriteAction", tag = "1")]
+    pub action: i32,
+    #[prost(string, tag = "2")]
+    pub r#ref: String,
+    #[prost(int64, tag = "3")]
+    pub total: i64,
+    #[prost(string, tag = "4")]
+    pub expected: String,
+    #[prost(int64, tag = "5")]
+    pub offset: i64,
+    #[prost(bytes = "vec", tag = "6")]
+    pub data: Vec<u8>,
+    #[prost(map = "string, string", tag = "7")]
+    pub labels: HashMap<String, String>,
+}
+
+/// `containerd.services.content.v1.WriteContentResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteContentResponse {
+    #[prost(enumeration = "WriteAction", tag = "1")]
+    pub action: i32,
+    #[prost(message, optional, tag = "2")]
+    pub started_at: Option<prost_types::Timestamp>,
+    #[prost(message, optional, tag = "3")]
+    pub updated_at: Option<prost_types::Timestamp>,
+    #[prost(int64, tag = "4")]
+    pub offset: i64,
+    #[prost(int64, tag = "5")]
+    pub total: i64,
+    #[prost(string, tag = "6")]
+    pub digest: String,
+}
+
+/// One OCI layout directory the session serves through the content store, and whether BuildKit
+/// may add blobs to it (a `type=local` cache export) or only read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutStore {
+    pub dir: PathBuf,
+    pub writable: bool,
+}
+
 /// Serves the session's OCI layouts.
 #[derive(Clone)]
 pub struct ContentServer {
@@ -117,6 +184,7 @@ impl NamedService for ContentServer {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadContentResponse, Status>> + Send>>;
+type WriteStream = Pin<Box<dyn Stream<Item = Result<WriteContentResponse, Status>> + Send>>;
 
 impl<B> tower::Service<http::Request<B>> for ContentServer
 where
@@ -139,6 +207,14 @@ where
             .strip_prefix(&format!("/{SERVICE}/"))
             .unwrap_or_default()
             .to_string();
+        // gRPC metadata travels as HTTP headers: whether the addressed store takes writes is
+        // known before the body is read.
+        let writable = req
+            .headers()
+            .get(STORE_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|id| store_by_id(&content, id))
+            .is_some_and(|s| s.writable);
         Box::pin(async move {
             let resp = match method.as_str() {
                 "Info" => {
@@ -150,13 +226,22 @@ where
                         Grpc::new(ProstCodec::<ReadContentResponse, ReadContentRequest>::default());
                     grpc.server_streaming(ReadCall { content }, req).await
                 }
-                "Write" | "Update" | "Delete" | "Abort" => Status::permission_denied(
+                "Write" if writable => {
+                    let mut grpc = Grpc::new(
+                        ProstCodec::<WriteContentResponse, WriteContentRequest>::default(),
+                    )
+                    .max_decoding_message_size(MAX_WRITE_MESSAGE);
+                    grpc.streaming(WriteCall { content }, req).await
+                }
+                "Write" | "Update" | "Delete" | "Abort" if !writable => Status::permission_denied(
                     "kiln serves oci-layout contexts read-only: the layout is never written",
                 )
                 .into_http(),
-                "Status" => {
-                    Status::not_found("no writes in progress: the store is read-only").into_http()
-                }
+                // A write lives as long as its stream: there is nothing to look up or abort later.
+                "Status" | "Abort" => Status::not_found(
+                    "no such write in progress: kiln's writes end with their stream",
+                )
+                .into_http(),
                 _ => Status::unimplemented(format!("{SERVICE}/{method} is not served by kiln"))
                     .into_http(),
             };
@@ -165,23 +250,31 @@ where
     }
 }
 
+/// The store a store id names: `local:<dir>` a cache directory, anything else (`oci:<id>`) an
+/// `oci-layout://` context, always read-only.
+fn store_by_id(content: &SessionContent, id: &str) -> Option<LayoutStore> {
+    if id.starts_with("local:") {
+        return content.local_caches.get(id).cloned();
+    }
+    let key = id.strip_prefix("oci:").unwrap_or(id);
+    content.oci_stores.get(key).map(|dir| LayoutStore {
+        dir: dir.clone(),
+        writable: false,
+    })
+}
+
 /// The layout directory a call addresses, from its store id metadata.
-fn layout_for<'a>(
-    content: &'a SessionContent,
+fn layout_for(
+    content: &SessionContent,
     md: &tonic::metadata::MetadataMap,
-) -> Result<&'a Path, Status> {
+) -> Result<LayoutStore, Status> {
     let id = md
         .get(STORE_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             Status::invalid_argument(format!("request lacks metadata {STORE_ID_HEADER:?}"))
         })?;
-    let key = id.strip_prefix("oci:").unwrap_or(id);
-    content
-        .oci_stores
-        .get(key)
-        .map(PathBuf::as_path)
-        .ok_or_else(|| Status::not_found(format!("unknown store {id}")))
+    store_by_id(content, id).ok_or_else(|| Status::not_found(format!("unknown store {id}")))
 }
 
 /// The blob file for `digest` in the layout; the digest is checked so it cannot name anything
@@ -232,10 +325,10 @@ impl UnaryService<InfoRequest> for InfoCall {
     fn call(&mut self, request: Request<InfoRequest>) -> Self::Future {
         let content = self.content.clone();
         Box::pin(async move {
-            let layout = layout_for(&content, request.metadata())?;
+            let layout = layout_for(&content, request.metadata())?.dir;
             let digest = request.get_ref().digest.clone();
             tracing::debug!(%digest, layout = %layout.display(), "content info");
-            let path = blob_path(layout, &digest)?;
+            let path = blob_path(&layout, &digest)?;
             let meta = blob_metadata(&path, &digest).await?;
             // As containerd's local store reports them: created is the modification time,
             // updated the access time.
@@ -270,9 +363,9 @@ impl ServerStreamingService<ReadContentRequest> for ReadCall {
     fn call(&mut self, request: Request<ReadContentRequest>) -> Self::Future {
         let content = self.content.clone();
         Box::pin(async move {
-            let layout = layout_for(&content, request.metadata())?;
+            let layout = layout_for(&content, request.metadata())?.dir;
             let req = request.into_inner();
-            let path = blob_path(layout, &req.digest)?;
+            let path = blob_path(&layout, &req.digest)?;
             let total = blob_metadata(&path, &req.digest).await?.len() as i64;
             let (offset, len) = read_range(total, req.offset, req.size)?;
             tracing::debug!(digest = %req.digest, offset, len, "content read");
@@ -326,6 +419,231 @@ impl ServerStreamingService<ReadContentRequest> for ReadCall {
     }
 }
 
+struct WriteCall {
+    content: Arc<SessionContent>,
+}
+
+impl StreamingService<WriteContentRequest> for WriteCall {
+    type Response = WriteContentResponse;
+    type ResponseStream = WriteStream;
+    type Future = BoxFuture<Result<Response<WriteStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<WriteContentRequest>>) -> Self::Future {
+        let content = self.content.clone();
+        Box::pin(async move {
+            let store = layout_for(&content, request.metadata())?;
+            if !store.writable {
+                return Err(Status::permission_denied(
+                    "kiln serves oci-layout contexts read-only: the layout is never written",
+                ));
+            }
+            let inbound = request.into_inner();
+            // One response in flight: the next message is read only once the previous one is
+            // on disk, so HTTP/2 flow control holds the sender back instead of kiln's memory.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                if let Err(status) = serve_write(&store.dir, inbound, &tx).await {
+                    let _ = tx.send(Err(status)).await;
+                }
+            });
+            Ok(Response::new(
+                Box::pin(ReceiverStream::new(rx)) as WriteStream
+            ))
+        })
+    }
+}
+
+/// One `Write` stream, as containerd's content server runs it: the first message names the
+/// write (`ref`), `STAT` reports progress, `WRITE` appends at the current offset (offset 0
+/// starts over), `COMMIT` verifies size and digest and moves the blob into place. A blob the
+/// layout already holds is `AlreadyExists`, which BuildKit takes as done.
+async fn serve_write(
+    layout: &Path,
+    mut inbound: Streaming<WriteContentRequest>,
+    tx: &tokio::sync::mpsc::Sender<Result<WriteContentResponse, Status>>,
+) -> Result<(), Status> {
+    let Some(mut req) = inbound.message().await? else {
+        return Ok(());
+    };
+    if req.r#ref.is_empty() {
+        return Err(Status::invalid_argument(
+            "first message must have a reference",
+        ));
+    }
+    tracing::debug!(r#ref = %req.r#ref, expected = %req.expected, total = req.total, layout = %layout.display(), "content write");
+    let mut total = req.total;
+    let mut expected = String::new();
+    let mut ingest = Ingest::create(layout).await?;
+    loop {
+        let action = WriteAction::try_from(req.action).map_err(|_| {
+            Status::invalid_argument(format!("unknown write action {}", req.action))
+        })?;
+        let mut msg = WriteContentResponse {
+            action: req.action,
+            offset: ingest.offset,
+            ..Default::default()
+        };
+        if !req.expected.is_empty() {
+            expected = req.expected.clone();
+            if blob_path(layout, &expected)?.is_file() {
+                return Err(Status::already_exists(format!(
+                    "blob with expected digest {expected} exists"
+                )));
+            }
+        }
+        if req.total > 0 {
+            total = req.total;
+        }
+        match action {
+            WriteAction::Stat => {
+                msg.digest = ingest.digest();
+                msg.started_at = Some(ingest.started_at.into());
+                msg.updated_at = Some(ingest.updated_at.into());
+                msg.total = total;
+            }
+            WriteAction::Write | WriteAction::Commit => {
+                if req.offset > 0 && req.offset != ingest.offset {
+                    return Err(Status::out_of_range(format!(
+                        "write @{} must occur at current offset {}",
+                        req.offset, ingest.offset
+                    )));
+                }
+                if req.offset == 0 && ingest.offset > 0 {
+                    ingest.restart().await?;
+                    msg.offset = 0;
+                }
+                if !req.data.is_empty() {
+                    ingest.append(&req.data).await?;
+                    msg.offset = ingest.offset;
+                }
+                if action == WriteAction::Commit {
+                    ingest.commit(layout, total, &expected).await?;
+                }
+                msg.digest = ingest.digest();
+            }
+        }
+        if tx.send(Ok(msg)).await.is_err() || action == WriteAction::Commit {
+            return Ok(());
+        }
+        match inbound.message().await? {
+            Some(next) => req = next,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// A blob being written: a temporary file under the layout's `ingest/` and the digest of what it
+/// holds so far. Dropped before its commit, the file goes.
+struct Ingest {
+    path: PathBuf,
+    file: tokio::fs::File,
+    hasher: sha2::Sha256,
+    offset: i64,
+    started_at: std::time::SystemTime,
+    updated_at: std::time::SystemTime,
+    committed: bool,
+}
+
+impl Ingest {
+    async fn create(layout: &Path) -> Result<Ingest, Status> {
+        let dir = layout.join("ingest");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Status::internal(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(format!("kiln-{}", crate::buildkit::new_id()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
+        let now = std::time::SystemTime::now();
+        Ok(Ingest {
+            path,
+            file,
+            hasher: sha2::Sha256::new(),
+            offset: 0,
+            started_at: now,
+            updated_at: now,
+            committed: false,
+        })
+    }
+
+    /// The digest of the bytes written so far.
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+
+    async fn append(&mut self, data: &[u8]) -> Result<(), Status> {
+        self.file
+            .write_all(data)
+            .await
+            .map_err(|e| Status::internal(format!("writing {}: {e}", self.path.display())))?;
+        self.hasher.update(data);
+        self.offset += data.len() as i64;
+        self.updated_at = std::time::SystemTime::now();
+        Ok(())
+    }
+
+    /// Drops what was written, for a writer starting over at offset 0.
+    async fn restart(&mut self) -> Result<(), Status> {
+        let err = |e: std::io::Error| {
+            Status::internal(format!("truncating {}: {e}", self.path.display()))
+        };
+        self.file.set_len(0).await.map_err(err)?;
+        self.file.rewind().await.map_err(err)?;
+        self.hasher = sha2::Sha256::new();
+        self.offset = 0;
+        Ok(())
+    }
+
+    /// Checks the blob against what the writer declared and moves it to `blobs/<alg>/<hex>`.
+    async fn commit(&mut self, layout: &Path, total: i64, expected: &str) -> Result<(), Status> {
+        if total > 0 && self.offset != total {
+            return Err(Status::failed_precondition(format!(
+                "unexpected commit size {}, expected {total}",
+                self.offset
+            )));
+        }
+        let actual = self.digest();
+        if !expected.is_empty() && actual != expected {
+            return Err(Status::failed_precondition(format!(
+                "unexpected commit digest {actual}, expected {expected}"
+            )));
+        }
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            Status::internal(format!("{what} {}: {e}", p.display()))
+        };
+        self.file
+            .sync_all()
+            .await
+            .map_err(|e| io("writing", &self.path, e))?;
+        let target = blob_path(layout, &actual)?;
+        if target.is_file() {
+            return Err(Status::already_exists(format!(
+                "content {actual}: already exists"
+            )));
+        }
+        let parent = target.parent().expect("blob paths have a parent");
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io("creating", parent, e))?;
+        tokio::fs::rename(&self.path, &target)
+            .await
+            .map_err(|e| io("moving a blob to", &target, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// The byte range a read request covers, as containerd's content server reads it: a negative
 /// offset is 0, an offset past the end is an error, and a size of 0 (or one running past the
 /// end) reads to the end.
@@ -347,6 +665,82 @@ fn read_range(total: i64, offset: i64, size: i64) -> Result<(i64, i64), Status> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sha256(data: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+    }
+
+    fn ingest_entries(layout: &Path) -> usize {
+        std::fs::read_dir(layout.join("ingest")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn a_committed_blob_lands_under_its_digest() {
+        let layout = tempfile::tempdir().unwrap();
+        let mut w = Ingest::create(layout.path()).await.unwrap();
+        w.append(b"stale").await.unwrap();
+        // A writer starting over at offset 0 drops what it sent before.
+        w.restart().await.unwrap();
+        w.append(b"hello ").await.unwrap();
+        w.append(b"world").await.unwrap();
+        let digest = sha256(b"hello world");
+        assert_eq!(w.digest(), digest);
+        w.commit(layout.path(), 11, &digest).await.unwrap();
+        drop(w);
+        let blob = blob_path(layout.path(), &digest).unwrap();
+        assert_eq!(std::fs::read(blob).unwrap(), b"hello world");
+        assert_eq!(ingest_entries(layout.path()), 0);
+
+        // The same content again is AlreadyExists, which BuildKit takes as done.
+        let mut again = Ingest::create(layout.path()).await.unwrap();
+        again.append(b"hello world").await.unwrap();
+        let err = again.commit(layout.path(), 0, "").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::AlreadyExists);
+        drop(again);
+        assert_eq!(ingest_entries(layout.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_size_or_digest_is_never_committed() {
+        let layout = tempfile::tempdir().unwrap();
+        let mut w = Ingest::create(layout.path()).await.unwrap();
+        w.append(b"abc").await.unwrap();
+        let err = w.commit(layout.path(), 4, "").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        let err = w
+            .commit(layout.path(), 3, &sha256(b"abd"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        drop(w);
+        assert!(!layout.path().join("blobs").exists());
+        // An abandoned write leaves nothing behind.
+        assert_eq!(ingest_entries(layout.path()), 0);
+    }
+
+    #[test]
+    fn oci_contexts_are_read_only_and_cache_dirs_writable_by_id() {
+        let content = SessionContent {
+            oci_stores: HashMap::from([("ctx1".to_string(), PathBuf::from("/layout"))]),
+            local_caches: HashMap::from([(
+                "local:/cache".to_string(),
+                LayoutStore {
+                    dir: PathBuf::from("/cache"),
+                    writable: true,
+                },
+            )]),
+            ..Default::default()
+        };
+        let oci = store_by_id(&content, "oci:ctx1").unwrap();
+        assert_eq!(
+            (oci.dir.as_path(), oci.writable),
+            (Path::new("/layout"), false)
+        );
+        assert!(store_by_id(&content, "local:/cache").unwrap().writable);
+        // A cache id never reaches an oci-layout context, nor the other way round.
+        assert!(store_by_id(&content, "local:ctx1").is_none());
+        assert!(store_by_id(&content, "oci:local:/cache").is_none());
+    }
 
     #[test]
     fn read_ranges_follow_containerd() {

@@ -12,6 +12,49 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{metadata_values, SessionContent};
 use crate::buildkit::fsutil::{send_dir, FilterOpts};
 
+/// DiffCopy calls served by this process, by directory: how many times BuildKit pulled each
+/// local directory (`--debug` logs them; bake's end-to-end test counts uploads with it).
+static DIFFCOPY_CALLS: std::sync::Mutex<Vec<DiffCopyCount>> = std::sync::Mutex::new(Vec::new());
+
+/// One directory's DiffCopy calls: the session dir name, the path, and whether the call asked
+/// for the whole directory or only some paths (`followpaths`: Dockerfile, `.dockerignore`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffCopyCount {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub whole: bool,
+    pub calls: u64,
+}
+
+/// What [`DIFFCOPY_CALLS`] holds now.
+pub fn diffcopy_counts() -> Vec<DiffCopyCount> {
+    DIFFCOPY_CALLS.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
+fn count_diffcopy(name: &str, path: &std::path::Path, whole: bool) -> u64 {
+    let Ok(mut counts) = DIFFCOPY_CALLS.lock() else {
+        return 0;
+    };
+    match counts
+        .iter_mut()
+        .find(|c| c.name == name && c.path == path && c.whole == whole)
+    {
+        Some(c) => {
+            c.calls += 1;
+            c.calls
+        }
+        None => {
+            counts.push(DiffCopyCount {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                whole,
+                calls: 1,
+            });
+            1
+        }
+    }
+}
+
 pub struct FileSyncService {
     content: Arc<SessionContent>,
 }
@@ -48,7 +91,13 @@ impl FileSync for FileSyncService {
             exclude_patterns: metadata_values(md, "exclude-patterns"),
             follow_paths: metadata_values(md, "followpaths"),
         };
+        let whole = filter.follow_paths.is_empty();
+        let calls = count_diffcopy(&name, &root, whole);
         tracing::debug!(dir = %name, ?filter, "sending local directory");
+        tracing::debug!(
+            "filesync diffcopy: dir={name} path={} whole={whole} calls={calls}",
+            root.display()
+        );
         let incoming = request.into_inner();
         // Small bound: the sender must wait for the network rather than buffer file contents.
         let (tx, rx) = tokio::sync::mpsc::channel(16);

@@ -25,7 +25,9 @@ use hyper_util::service::TowerToHyperService;
 use kiln_drivers::{BoxIo, Driver};
 use tokio::task::JoinHandle;
 
+pub use content::LayoutStore;
 pub use filesend::ExportTarget;
+pub use filesync::diffcopy_counts;
 pub use secrets::{SecretSource, Secrets, MAX_SECRET_SIZE};
 pub use ssh::{AgentSource, Keyring, SshAgents};
 pub use upload::Uploads;
@@ -59,6 +61,9 @@ pub struct SessionContent {
     /// OCI layouts served read-only through the content store, by store id (`oci-layout://`
     /// named contexts).
     pub oci_stores: HashMap<String, PathBuf>,
+    /// `type=local` cache directories served through the same content store, by store id
+    /// (`local:<dir>`); writable where a cache export goes.
+    pub local_caches: HashMap<String, LayoutStore>,
     /// `--secret`: where each secret is read from when BuildKit asks, by id.
     pub secrets: Secrets,
     /// `--ssh`: the agents `RUN --mount=type=ssh` reaches, by id.
@@ -113,7 +118,7 @@ impl Session {
                 m.to_string(),
             ));
         }
-        if !self.content.oci_stores.is_empty() {
+        if !self.content.oci_stores.is_empty() || !self.content.local_caches.is_empty() {
             for m in content::METHODS {
                 h.push((
                     "X-Docker-Expose-Session-Grpc-Method".to_string(),

@@ -1,0 +1,413 @@
+//! `type=local` build caches: a cache exported into (`dest=DIR`) or imported from (`src=DIR`)
+//! an OCI layout directory on the client, handled as BuildKit's Go client handles them.
+//!
+//! BuildKit moves the blobs itself, through the session's content store under the store id
+//! `local:<dir>` ([`crate::buildkit::session`]). This module decides which directories the
+//! session serves and whether they take writes, resolves an import's tag (default `latest`) to
+//! its cache manifest digest before the solve, and records the exported cache manifest in the
+//! directory's `index.json` after it. It never talks to BuildKit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bollard_buildkit_proto::moby::buildkit::v1::{CacheOptions, CacheOptionsEntry};
+use serde_json::{Map, Value};
+
+use super::cache::CacheSpec;
+use crate::buildkit::session::LayoutStore;
+
+/// The exporter response key holding the exported cache manifest's descriptor (JSON).
+const MANIFEST_DESC_KEY: &str = "cache.manifest";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const IMAGE_NAME: &str = "io.containerd.image.name";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+fn is_local(spec: &CacheSpec) -> bool {
+    spec.kind == "local"
+}
+
+/// The tag an entry reads or writes in `index.json`; an explicit empty `tag=` stays empty, as
+/// BuildKit's client keeps it.
+fn tag_of(spec: &CacheSpec) -> &str {
+    spec.attrs.get("tag").map_or("latest", String::as_str)
+}
+
+/// Creates the directories local cache exports write into.
+pub fn create_export_dirs(exports: &[CacheSpec]) -> Result<()> {
+    for spec in exports.iter().filter(|s| is_local(s)) {
+        let Some(dir) = spec.attrs.get("dest").filter(|d| !d.is_empty()) else {
+            bail!("local cache exporter requires dest");
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating cache directory {dir}"))?;
+    }
+    Ok(())
+}
+
+/// The imports the solve asks for: a local import gets the `digest` its tag names in the
+/// directory's `index.json`; one whose directory or index can't be read is left out with a
+/// warning, as buildx does (a first build has no cache to import yet).
+pub fn resolve_imports(imports: &[CacheSpec]) -> Result<Vec<CacheSpec>> {
+    let mut out = Vec::with_capacity(imports.len());
+    for spec in imports {
+        if !is_local(spec) || spec.attrs.get("digest").is_some_and(|d| !d.is_empty()) {
+            out.push(spec.clone());
+            continue;
+        }
+        let Some(src) = spec.attrs.get("src").filter(|d| !d.is_empty()) else {
+            bail!("local cache importer requires src");
+        };
+        let index = match read_index(Path::new(src)) {
+            Ok(index) => index,
+            Err(e) => {
+                eprintln!("WARNING: local cache import at {src} not found due to err: {e}");
+                continue;
+            }
+        };
+        let Some(digest) = digest_for_tag(&index, tag_of(spec)) else {
+            bail!("local cache importer requires either explicit digest, \"latest\" tag or custom tag on index.json");
+        };
+        let mut spec = spec.clone();
+        spec.attrs.insert("digest".into(), digest);
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// The content stores the session serves for the solve's local caches, by store id: export
+/// directories take writes, import-only directories are read.
+pub fn session_stores(cache: &CacheOptions) -> HashMap<String, LayoutStore> {
+    let mut stores = HashMap::new();
+    let entries =
+        (cache.exports.iter().map(|e| (e, true))).chain(cache.imports.iter().map(|e| (e, false)));
+    for (entry, writable) in entries {
+        let key = if writable { "dest" } else { "src" };
+        let Some(dir) = local_dir(entry, key) else {
+            continue;
+        };
+        stores
+            .entry(format!("local:{dir}"))
+            .and_modify(|s: &mut LayoutStore| s.writable |= writable)
+            .or_insert_with(|| LayoutStore {
+                dir: PathBuf::from(dir),
+                writable,
+            });
+    }
+    stores
+}
+
+/// After a successful solve: records the cache manifest BuildKit reports in each local export
+/// directory's `index.json`, under the entry's tag (default `latest`), replacing the manifest
+/// that tag named before.
+pub fn update_indexes(
+    cache: &CacheOptions,
+    exporter_response: &BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(desc) = exporter_response
+        .get(MANIFEST_DESC_KEY)
+        .filter(|d| !d.is_empty())
+    else {
+        return Ok(());
+    };
+    let desc: Value = serde_json::from_str(desc)
+        .with_context(|| format!("BuildKit reported an invalid cache manifest: {desc}"))?;
+    for entry in &cache.exports {
+        let Some(dir) = local_dir(entry, "dest").map(Path::new) else {
+            continue;
+        };
+        let tag = entry.attrs.get("tag").map_or("latest", String::as_str);
+        put_manifest(dir, &desc, tag)
+            .with_context(|| format!("updating the cache index in {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The directory a solve's `type=local` cache entry names in `key` (`src` or `dest`).
+fn local_dir<'a>(entry: &'a CacheOptionsEntry, key: &str) -> Option<&'a str> {
+    (entry.r#type == "local")
+        .then(|| entry.attrs.get(key).map(String::as_str))
+        .flatten()
+        .filter(|d| !d.is_empty())
+}
+
+/// Reads `index.json` without locking or writing anything: an import directory may be
+/// read-only.
+fn read_index(dir: &Path) -> Result<Value> {
+    let path = dir.join("index.json");
+    let data = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "could not read {}: open {}: {}",
+            path.display(),
+            path.display(),
+            io_reason(&e)
+        )
+    })?;
+    serde_json::from_slice(&data).with_context(|| format!("could not unmarshal {}", path.display()))
+}
+
+/// An I/O error worded as Go words it (`no such file or directory`), without Rust's suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The digest of the manifest `tag` names: the containerd image name first, then the OCI ref
+/// name, as BuildKit's `ociindex` looks them up.
+fn digest_for_tag(index: &Value, tag: &str) -> Option<String> {
+    let manifests = index.get("manifests")?.as_array()?;
+    let named = |key: &str| {
+        manifests.iter().find(|m| {
+            m.get("annotations")
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                == Some(tag)
+        })
+    };
+    named(IMAGE_NAME)
+        .or_else(|| named(REF_NAME))
+        .and_then(|m| m.get("digest"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// Puts `desc` into `dir/index.json` under `tag` (and writes `oci-layout`), holding
+/// `index.json.lock` as BuildKit's `ociindex` does so concurrent buildx or kiln runs don't lose
+/// each other's tags; both files are replaced by renaming a complete temporary file over them.
+fn put_manifest(dir: &Path, desc: &Value, tag: &str) -> Result<()> {
+    let lock_path = dir.join("index.json.lock");
+    let lock = IndexLock::acquire(&lock_path)?;
+    crate::store::write_atomic(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    let index_path = dir.join("index.json");
+    let mut index = match std::fs::read(&index_path) {
+        Ok(data) if !data.is_empty() => serde_json::from_slice(&data)
+            .with_context(|| format!("could not unmarshal {}", index_path.display()))?,
+        Ok(_) => Value::Object(Map::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Map::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("could not read {}", index_path.display()))
+        }
+    };
+    insert_tagged(&mut index, desc, tag)?;
+    let data = serde_json::to_vec(&index).expect("JSON values serialize");
+    crate::store::write_atomic(&index_path, &data)?;
+    drop(lock);
+    Ok(())
+}
+
+/// Adds `desc` to the index under `tag`, dropping the manifest the tag named before, and fills
+/// the index's schema version and media type when missing.
+fn insert_tagged(index: &mut Value, desc: &Value, tag: &str) -> Result<()> {
+    let Value::Object(obj) = index else {
+        bail!("index.json is not a JSON object");
+    };
+    if obj
+        .get("schemaVersion")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        == 0
+    {
+        obj.insert("schemaVersion".into(), 2.into());
+    }
+    if obj
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        obj.insert("mediaType".into(), INDEX_MEDIA_TYPE.into());
+    }
+    let mut desc = desc.clone();
+    let Value::Object(d) = &mut desc else {
+        bail!("the cache manifest descriptor is not a JSON object");
+    };
+    let annotations = d
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    annotations[REF_NAME] = tag.into();
+
+    let annotation = |m: &Value, key: &str| {
+        m.get("annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut manifests: Vec<Value> = match obj.remove("manifests") {
+        Some(Value::Array(m)) => m,
+        _ => Vec::new(),
+    };
+    manifests.retain(|m| annotation(m, REF_NAME) != tag || !annotation(m, IMAGE_NAME).is_empty());
+    manifests.push(desc);
+    obj.insert("manifests".into(), Value::Array(manifests));
+    Ok(())
+}
+
+/// `index.json.lock`, held exclusively; removed again on release, as BuildKit's client does.
+struct IndexLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl IndexLock {
+    fn acquire(path: &Path) -> Result<IndexLock> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("could not lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => bail!(
+                "could not lock {}: another build is updating this cache",
+                path.display()
+            ),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("could not lock {}", path.display()))
+            }
+        }
+        Ok(IndexLock {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(flag: &str) -> CacheSpec {
+        CacheSpec::parse_flag(flag).unwrap().remove(0)
+    }
+
+    const DESC: &str = r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaa","size":42}"#;
+
+    /// The solve's cache options for these flags, as `plan_cache` builds them.
+    fn options(exports: &[&str], imports: &[&str]) -> CacheOptions {
+        let entry = |f: &&str| {
+            let s = spec(f);
+            CacheOptionsEntry {
+                r#type: s.kind,
+                attrs: s.attrs.into_iter().collect(),
+            }
+        };
+        CacheOptions {
+            exports: exports.iter().map(entry).collect(),
+            imports: imports.iter().map(entry).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn response(desc: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(MANIFEST_DESC_KEY.to_string(), desc.to_string())])
+    }
+
+    #[test]
+    fn export_writes_a_layout_and_retags() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let flag = format!("type=local,dest={d},mode=max");
+        create_export_dirs(&[spec(&flag)]).unwrap();
+        let exports = options(&[&flag], &[]);
+        update_indexes(&exports, &response(DESC)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("oci-layout")).unwrap(),
+            r#"{"imageLayoutVersion":"1.0.0"}"#
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("index.json")).unwrap(),
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaa","size":42,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}"#
+        );
+        assert!(!dir.path().join("index.json.lock").exists());
+
+        // A second export under the same tag replaces the first; another tag is kept beside it.
+        let other = options(&[&format!("type=local,dest={d},tag=v2")], &[]);
+        update_indexes(&other, &response(&DESC.replace("aaaa", "cccc"))).unwrap();
+        update_indexes(&exports, &response(&DESC.replace("aaaa", "bbbb"))).unwrap();
+        let index = read_index(dir.path()).unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+        assert_eq!(digest_for_tag(&index, "latest").unwrap(), "sha256:bbbb");
+        assert_eq!(digest_for_tag(&index, "v2").unwrap(), "sha256:cccc");
+
+        let resolved = resolve_imports(&[spec(&format!("type=local,src={d},tag=v2"))]).unwrap();
+        assert_eq!(resolved[0].attrs["digest"], "sha256:cccc");
+    }
+
+    #[test]
+    fn no_cache_manifest_leaves_the_directory_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let exports = options(&[&format!("type=local,dest={d}")], &[]);
+        update_indexes(&exports, &BTreeMap::new()).unwrap();
+        assert!(!dir.path().join("index.json").exists());
+    }
+
+    #[test]
+    fn imports_resolve_tags_or_drop_missing_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let imports = [
+            spec(&format!("type=local,src={}", missing.display())),
+            spec("type=registry,ref=r/x:cache"),
+            spec("type=local,src=/nowhere,digest=sha256:dddd"),
+        ];
+        let resolved = resolve_imports(&imports).unwrap();
+        assert_eq!(resolved.len(), 2);
+        assert_eq!(resolved[0].kind, "registry");
+        assert_eq!(resolved[1].attrs["digest"], "sha256:dddd");
+        // Reading never writes: no lock file, no directory created.
+        assert!(!missing.exists());
+
+        // An index without the tag is an error, as in BuildKit's client.
+        std::fs::write(
+            dir.path().join("index.json"),
+            r#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        let d = dir.path().to_str().unwrap();
+        let err = resolve_imports(&[spec(&format!("type=local,src={d}"))]).unwrap_err();
+        assert!(err.to_string().contains("requires either explicit digest"));
+    }
+
+    #[test]
+    fn image_name_wins_over_ref_name() {
+        let index: Value = serde_json::from_str(
+            r#"{"manifests":[
+                {"digest":"sha256:1","annotations":{"org.opencontainers.image.ref.name":"t"}},
+                {"digest":"sha256:2","annotations":{"io.containerd.image.name":"t"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(digest_for_tag(&index, "t").unwrap(), "sha256:2");
+        assert!(digest_for_tag(&index, "u").is_none());
+    }
+
+    #[test]
+    fn stores_are_writable_where_exported() {
+        let stores = session_stores(&options(
+            &["type=local,dest=/c/out", "type=registry,ref=r/x"],
+            &["type=local,src=/c/in", "type=local,src=/c/out"],
+        ));
+        assert_eq!(stores.len(), 2);
+        assert!(stores["local:/c/out"].writable);
+        assert!(!stores["local:/c/in"].writable);
+        assert_eq!(stores["local:/c/in"].dir, PathBuf::from("/c/in"));
+    }
+}

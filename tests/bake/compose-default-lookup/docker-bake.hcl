@@ -1,0 +1,3 @@
+target "one" {
+  tags = ["one:hcl"]
+}
