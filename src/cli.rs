@@ -46,12 +46,18 @@ pub enum Command {
     Rm(commands::rm::Args),
     /// Stop builder instance
     Stop(commands::stop::Args),
+    /// Proxy the current builder's BuildKit connection to stdin/stdout
+    DialStdio(commands::dial_stdio::Args),
     /// Show kiln version information
     Version(commands::version::Args),
     /// Generate shell completion scripts
     Completion(commands::completion::Args),
     /// Commands to work on build records
     History(commands::history::Args),
+    /// Disk usage
+    Du(commands::du::Args),
+    /// Remove build cache
+    Prune(commands::prune::Args),
 }
 
 impl Cli {

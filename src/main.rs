@@ -4,6 +4,7 @@
 //! turns an error into what the user sees and into the exit code.
 
 mod build;
+mod buildcache;
 mod builder;
 mod buildkit;
 mod cli;

@@ -28,9 +28,8 @@ fn build_prune_rebuild(cache_to: &str, cache_from: &str, extra: &[&str]) {
     // A fresh engine state for this build's steps: their local cache records are pruned, so
     // CACHED can only come from the import. Only records of this test's own steps go (by their
     // unique marker), so builds of concurrent tests keep theirs.
-    // (The Engine's own prune API has no description filter; BuildKit's Control/Prune does, and
-    // the reference buildx speaks it. `kiln prune` arrives with the builder-operations issue.)
-    ok(user.buildx(&[
+    // (The Engine's own prune API has no description filter; BuildKit's Control/Prune does.)
+    ok(user.kiln(&[
         "prune",
         "-af",
         "--filter",

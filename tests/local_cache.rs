@@ -94,7 +94,7 @@ fn local_cache_round_trip() {
 
     // A fresh engine state for this build's steps (see tests/cache.rs): CACHED below can only
     // come from the local cache.
-    ok(user.buildx(&[
+    ok(user.kiln(&[
         "prune",
         "-af",
         "--filter",

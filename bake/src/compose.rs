@@ -8,7 +8,12 @@
 //! and `secrets` are validated against the schema, decoded and checked for consistency. The
 //! `x-bake` extension of a build section adds the bake attributes Compose has no field for.
 //!
-//! This module does not read files: the caller passes the contents (and the `.env` text).
+//! `extends` (same file or another) and top-level `include` are applied per document before
+//! merging, as compose-go does; services' `env_file`s feed `environment`, hence `args` without
+//! a value.
+//!
+//! This module does not open files itself: the caller passes the contents (and the `.env`
+//! text), and a reader for the files Compose refers to (`env_file`, `extends.file`, `include`).
 //! YAML itself stays in [`yaml`], so the YAML crate can be swapped there alone.
 
 mod template;
@@ -28,6 +33,9 @@ pub use template::parse_dotenv;
 pub struct Environment<'a> {
     pub lookup: &'a dyn Fn(&str) -> Option<String>,
     pub dotenv: BTreeMap<String, String>,
+    /// Reads a file a service's `env_file` names (relative to the working directory, as
+    /// buildx leaves compose-go's working directory empty); `None` when it does not exist.
+    pub read_file: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Environment<'_> {
@@ -247,6 +255,347 @@ fn merge_maps(
         }
     }
     Ok(a)
+}
+
+/// compose-go's `ApplyExtends` on one document: a service with `extends` (a service name,
+/// or `{service, file}`) is its base service, itself extended first, with the service merged
+/// on top by the merge rules of later files. A base from another file has its relative paths
+/// (build context, additional contexts, env files) rebased onto that file's directory.
+fn apply_extends(
+    cfg: &mut BTreeMap<String, Node>,
+    file: &str,
+    env: &Environment<'_>,
+) -> Result<(), String> {
+    let Some(Node::Map(services)) = cfg.get("services") else {
+        return Ok(());
+    };
+    let mut extended = Vec::new();
+    for name in services.keys() {
+        if let Some(merged) = extend_service(name, services, file, env, &mut Vec::new())? {
+            extended.push((name.clone(), merged));
+        }
+    }
+    if let Some(Node::Map(services)) = cfg.get_mut("services") {
+        services.extend(extended);
+    }
+    Ok(())
+}
+
+/// The service `name` of `services` (read from `file`) with its `extends` applied, `None` when
+/// it has none.
+fn extend_service(
+    name: &str,
+    services: &BTreeMap<String, Node>,
+    file: &str,
+    env: &Environment<'_>,
+    chain: &mut Vec<(String, String)>,
+) -> Result<Option<Node>, String> {
+    let Some(Node::Map(service)) = services.get(name) else {
+        return Ok(None);
+    };
+    let Some(ext) = service.get("extends") else {
+        return Ok(None);
+    };
+    let link = (file.to_string(), name.to_string());
+    if chain.contains(&link) {
+        let mut lines = vec!["Circular reference:".to_string()];
+        for (i, (f, s)) in chain.iter().chain([&link]).enumerate() {
+            let verb = if i == 0 { "" } else { "extends " };
+            lines.push(format!("  {verb}{s} in {f}"));
+        }
+        return Err(lines.join("\n"));
+    }
+    chain.push(link);
+    let (reference, other) = match ext {
+        Node::Str(s) => (s.clone(), None),
+        Node::Map(m) => (
+            str_of(m.get("service")),
+            match m.get("file") {
+                Some(Node::Str(f)) => Some(f.clone()),
+                _ => None,
+            },
+        ),
+        other => {
+            return Err(format!(
+                "services.{name}.extends must be a string or object, got {}",
+                go_type(other)
+            ))
+        }
+    };
+    let base = match other {
+        None => {
+            let Some(b) = services.get(&reference) else {
+                return Err(format!(
+                    "cannot extend service {name:?} in {file}: service {reference:?} not found"
+                ));
+            };
+            extend_service(&reference, services, file, env, chain)?.unwrap_or_else(|| b.clone())
+        }
+        Some(path) => {
+            let text = (env.read_file)(&path)
+                .ok_or_else(|| format!("open {path}: no such file or directory"))?;
+            let mut dict = BTreeMap::new();
+            for doc in yaml::documents(&path, &text)? {
+                if let Node::Map(d) = interpolate(doc.root, &mut Vec::new(), env)? {
+                    dict = merge_maps(dict, d, &mut Vec::new())?;
+                }
+            }
+            let other_services = match dict.remove("services") {
+                Some(Node::Map(m)) => m,
+                _ => BTreeMap::new(),
+            };
+            let Some(b) = other_services.get(&reference) else {
+                return Err(format!(
+                    "cannot extend service {name:?} in {file}: service {reference:?} not found in {path}"
+                ));
+            };
+            let mut base = extend_service(&reference, &other_services, &path, env, chain)?
+                .unwrap_or_else(|| b.clone());
+            let dir = match path.rfind('/') {
+                Some(i) => &path[..i],
+                None => "",
+            };
+            rebase_paths(&mut base, dir);
+            base
+        }
+    };
+    let mut service = service.clone();
+    service.remove("extends");
+    let mut base = match base {
+        Node::Map(m) => m,
+        _ => BTreeMap::new(),
+    };
+    base.remove("extends");
+    let merged = merge(
+        Node::Map(base),
+        Node::Map(service),
+        &mut vec!["services".to_string(), name.to_string()],
+    )?;
+    Ok(Some(merged))
+}
+
+/// `dir/p` as Go's `filepath.Join` (`p` alone when absolute or `dir` is empty).
+fn join_dir(dir: &str, p: &str) -> String {
+    if dir.is_empty() || p.starts_with('/') {
+        p.to_string()
+    } else {
+        clean_path(&format!("{dir}/{p}"))
+    }
+}
+
+fn dir_of(p: &str) -> String {
+    match p.rfind('/') {
+        Some(0) => "/".into(),
+        Some(i) => p[..i].to_string(),
+        None => String::new(),
+    }
+}
+
+/// compose-go's `ApplyInclude` on one document: each `include` entry (a path, or `{path,
+/// env_file, project_directory}`) is loaded as its own project, interpolated from the
+/// environment plus its env files (`.env` of its directory by default), with paths made
+/// relative to its project directory, and its services and secrets imported (a name that is
+/// already defined differently is an error).
+fn apply_include(
+    cfg: &mut BTreeMap<String, Node>,
+    base_dir: &str,
+    env: &Environment<'_>,
+    included: &mut Vec<String>,
+) -> Result<(), String> {
+    let Some(inc) = cfg.remove("include") else {
+        return Ok(());
+    };
+    let strings = |n: Option<&Node>| -> Vec<String> {
+        match n {
+            Some(Node::Str(s)) => vec![s.clone()],
+            Some(Node::List(l)) => l.iter().map(|n| str_of(Some(n))).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let entries = match inc {
+        Node::List(l) => l,
+        Node::Null => Vec::new(),
+        other => return Err(format!("include must be a array, got {}", go_type(&other))),
+    };
+    for entry in entries {
+        let (paths, env_files, project_dir) = match &entry {
+            Node::Str(s) => (vec![s.clone()], None, None),
+            Node::Map(m) => (
+                strings(m.get("path")),
+                m.get("env_file").map(|n| strings(Some(n))),
+                m.get("project_directory").map(|n| str_of(Some(n))),
+            ),
+            _ => continue,
+        };
+        let paths: Vec<String> = paths.iter().map(|p| join_dir(base_dir, p)).collect();
+        let Some(first) = paths.first().cloned() else {
+            continue;
+        };
+        if included.contains(&first) || included.len() > 32 {
+            return Err(format!(
+                "include cycle detected:\n{}\n include {}",
+                included[0],
+                included[1..]
+                    .iter()
+                    .chain([&first])
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n include ")
+            ));
+        }
+        let project_dir = match project_dir {
+            None => dir_of(&first),
+            Some(d) => join_dir(base_dir, &d),
+        };
+        let mut from_files: BTreeMap<String, String> = BTreeMap::new();
+        let env_files = match env_files {
+            Some(files) => files
+                .iter()
+                .filter(|f| *f != "/dev/null")
+                .map(|f| {
+                    let f = join_dir(base_dir, f);
+                    (env.read_file)(&f)
+                        .map(|t| (f.clone(), t))
+                        .ok_or_else(|| format!("stat {f}: no such file or directory"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => {
+                let f = join_dir(&project_dir, ".env");
+                (env.read_file)(&f).map(|t| (f, t)).into_iter().collect()
+            }
+        };
+        for (f, text) in env_files {
+            let vars = template::parse_dotenv(&text, &|k| {
+                from_files.get(k).cloned().or_else(|| env.get(k))
+            })
+            .map_err(|e| format!("failed to read {f}: {e}"))?;
+            from_files.extend(vars);
+        }
+        let mut dotenv = env.dotenv.clone();
+        for (k, v) in from_files {
+            dotenv.entry(k).or_insert(v);
+        }
+        let sub_env = Environment {
+            lookup: env.lookup,
+            dotenv,
+            read_file: env.read_file,
+        };
+        included.push(first.clone());
+        let mut dict = BTreeMap::new();
+        for p in &paths {
+            let text =
+                (env.read_file)(p).ok_or_else(|| format!("open {p}: no such file or directory"))?;
+            for doc in yaml::documents(p, &text)? {
+                let Node::Map(mut d) = interpolate(doc.root, &mut Vec::new(), &sub_env)? else {
+                    return Err("top-level object must be a mapping".into());
+                };
+                apply_extends(&mut d, p, &sub_env)?;
+                apply_include(&mut d, &project_dir, &sub_env, included)?;
+                dict = merge_maps(dict, d, &mut Vec::new())?;
+                enforce_unicity(&mut dict)?;
+                canonical(&mut dict)?;
+                enforce_unicity(&mut dict)?;
+            }
+        }
+        included.pop();
+        if let Some(Node::Map(services)) = dict.get_mut("services") {
+            for svc in services.values_mut() {
+                if let Node::Map(m) = svc {
+                    if let Some(Node::Map(b)) = m.get_mut("build") {
+                        b.entry("context".into()).or_insert(Node::Str(".".into()));
+                    }
+                }
+                rebase_paths(svc, &project_dir);
+            }
+        }
+        if let Some(Node::Map(secrets)) = dict.get_mut("secrets") {
+            for s in secrets.values_mut() {
+                if let Node::Map(s) = s {
+                    if let Some(Node::Str(f)) = s.get_mut("file") {
+                        if !f.starts_with('~') {
+                            *f = join_dir(&project_dir, f);
+                        }
+                    }
+                }
+            }
+        }
+        for kind in ["services", "secrets"] {
+            let Some(Node::Map(imported)) = dict.remove(kind) else {
+                continue;
+            };
+            let target = cfg
+                .entry(kind.to_string())
+                .or_insert_with(|| Node::Map(BTreeMap::new()));
+            if matches!(target, Node::Null) {
+                *target = Node::Map(BTreeMap::new());
+            }
+            let Node::Map(target) = target else { continue };
+            for (k, v) in imported {
+                match target.get(&k) {
+                    Some(existing) if *existing != v => {
+                        return Err(format!("{kind}.{k} conflicts with imported resource"));
+                    }
+                    _ => {
+                        target.insert(k, v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Relative paths of a service read from another file, made relative to that file's `dir`.
+fn rebase_paths(service: &mut Node, dir: &str) {
+    if dir.is_empty() || dir == "." {
+        return;
+    }
+    let local = |s: &str| {
+        !(s.is_empty()
+            || s.starts_with('/')
+            || s.starts_with('~')
+            || s.contains("://")
+            || s.starts_with("service:")
+            || s.starts_with("target:")
+            || s.starts_with("github.com/")
+            || s.starts_with("git@"))
+    };
+    let join = |n: &mut Node| {
+        if let Node::Str(s) = n {
+            if local(s) {
+                *s = clean_path(&format!("{dir}/{s}"));
+            }
+        }
+    };
+    let Node::Map(svc) = service else { return };
+    match svc.get_mut("build") {
+        Some(b @ Node::Str(_)) => join(b),
+        Some(Node::Map(b)) => {
+            if let Some(c) = b.get_mut("context") {
+                join(c);
+            }
+            if let Some(Node::Map(ac)) = b.get_mut("additional_contexts") {
+                ac.values_mut().for_each(join);
+            }
+        }
+        _ => {}
+    }
+    match svc.get_mut("env_file") {
+        Some(f @ Node::Str(_)) => join(f),
+        Some(Node::List(files)) => {
+            for f in files {
+                match f {
+                    Node::Map(m) => {
+                        if let Some(p) = m.get_mut("path") {
+                            join(p);
+                        }
+                    }
+                    f => join(f),
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// compose-go's `EnforceUnicity` for the lists bake reads: later `KEY=` entries replace
@@ -578,6 +927,8 @@ fn load(
             let Node::Map(mut cfg) = interpolate(doc.root, &mut Vec::new(), env)? else {
                 return Err("top-level object must be a mapping".into());
             };
+            apply_extends(&mut cfg, f.name, env)?;
+            apply_include(&mut cfg, "", env, &mut vec![f.name.to_string()])?;
             apply_tags(&mut dict, &doc.tags);
             // A `!reset` value is dropped from this document too.
             let resets: Vec<_> = doc
@@ -1167,8 +1518,13 @@ fn decode(d: BTreeMap<String, Node>, env: &Environment<'_>) -> Result<Project, S
                 Some(Node::Map(b)) => Some(decode_build(&format!("services[{name}].build"), b)?),
                 _ => None,
             };
-            let mut environment =
-                mapping_with_equals(&format!("{p}.environment"), s.get("environment"))?;
+            // `env_file` variables first, `environment` entries override them (a bare name
+            // too: it is then looked up in the environment only), as compose-go.
+            let mut environment = env_files(s.get("env_file"), env)?;
+            environment.extend(mapping_with_equals(
+                &format!("{p}.environment"),
+                s.get("environment"),
+            )?);
             for (k, v) in environment.iter_mut() {
                 if v.is_none() {
                     *v = env.get(k);
@@ -1185,6 +1541,45 @@ fn decode(d: BTreeMap<String, Node>, env: &Environment<'_>) -> Result<Project, S
         }
     }
     Ok(project)
+}
+
+/// A service's `env_file` entries (a path, or `{path, required}` with `required` true by
+/// default) read in order, later files overriding earlier ones; values interpolate from the
+/// environment first, then the variables above them.
+fn env_files(
+    n: Option<&Node>,
+    env: &Environment<'_>,
+) -> Result<BTreeMap<String, Option<String>>, String> {
+    let mut out = BTreeMap::new();
+    let entries = match n {
+        Some(Node::List(l)) => l.clone(),
+        Some(s @ Node::Str(_)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    for entry in entries {
+        let (path, required) = match &entry {
+            Node::Map(m) => (
+                str_of(m.get("path")),
+                match m.get("required") {
+                    None => true,
+                    other => bool_of("env_file.required", other)?,
+                },
+            ),
+            other => (str_of(Some(other)), true),
+        };
+        let Some(text) = (env.read_file)(&path) else {
+            if required {
+                return Err(format!(
+                    "env file {path} not found: stat {path}: no such file or directory"
+                ));
+            }
+            continue;
+        };
+        let vars = template::parse_dotenv(&text, &|k| env.get(k))
+            .map_err(|e| format!("failed to read {path}: {e}"))?;
+        out.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
+    }
+    Ok(out)
 }
 
 fn check_consistency(project: &Project) -> Result<(), String> {
@@ -1565,6 +1960,7 @@ mod tests {
         let env = Environment {
             lookup: &lookup,
             dotenv: BTreeMap::new(),
+            read_file: &|_| None,
         };
         read(
             &[ComposeFile {
@@ -1573,6 +1969,36 @@ mod tests {
             }],
             &env,
         )
+    }
+
+    #[test]
+    fn env_files_extends_and_include_read_through_the_reader() {
+        let files = BTreeMap::from([
+            ("a.env", "FOO=from-file\nBAR=${FOO}-x\n"),
+            ("inc/compose.yaml", "services:\n  lib:\n    build: ./src\n"),
+        ]);
+        let reader = move |p: &str| files.get(p).map(|s| s.to_string());
+        let lookup = |_: &str| None;
+        let env = Environment {
+            lookup: &lookup,
+            dotenv: BTreeMap::new(),
+            read_file: &reader,
+        };
+        let text = "include: [inc/compose.yaml]\nservices:\n  base:\n    env_file: a.env\n    build:\n      args: [FOO, BAR]\n  app:\n    extends: base\n";
+        let c = read(
+            &[ComposeFile {
+                name: "compose.yaml",
+                text,
+            }],
+            &env,
+        )
+        .unwrap();
+        let app = c.targets.iter().find(|t| t.name == "app").unwrap();
+        let args = app.args.clone().unwrap();
+        assert_eq!(args["FOO"].as_deref(), Some("from-file"));
+        assert_eq!(args["BAR"].as_deref(), Some("from-file-x"));
+        let lib = c.targets.iter().find(|t| t.name == "lib").unwrap();
+        assert_eq!(lib.context.as_deref(), Some("inc/src"));
     }
 
     #[test]

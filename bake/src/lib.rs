@@ -57,6 +57,8 @@ pub struct Inputs<'a> {
     pub builtin_vars: BTreeMap<String, String>,
     /// The `.env` file of the working directory, read by Compose files' interpolation.
     pub dotenv: Option<String>,
+    /// Reads a file Compose refers to (`env_file`); `None` when it does not exist.
+    pub read_file: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// The parsed files: every target and group, and the variables.
@@ -139,6 +141,7 @@ fn compose_inputs<'a>(
         compose::Environment {
             lookup: inputs.lookup_env,
             dotenv,
+            read_file: inputs.read_file,
         },
         files,
     ))
@@ -467,6 +470,7 @@ mod tests {
             lookup_env: &lookup,
             builtin_vars: BTreeMap::from([("BAKE_CMD_CONTEXT".to_string(), "cwd://".to_string())]),
             dotenv: None,
+            read_file: &|_| None,
         };
         let files = [File {
             name: name.into(),

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod docker;
 pub mod docker_api;
+pub mod remote;
 
 /// A bidirectional byte stream to a daemon.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -25,12 +26,14 @@ pub type BoxIo = Pin<Box<dyn Io>>;
 /// Errors a driver reports, worded for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("unknown driver {0:?} (supported: docker)")]
+    #[error("unknown driver {0:?} (supported: docker, remote)")]
     UnknownDriver(String),
     #[error("invalid driver option {0:?}: {1}")]
     InvalidOption(String, String),
     #[error("cannot reach the Docker daemon at {endpoint}: {reason}")]
     Unreachable { endpoint: String, reason: String },
+    #[error("cannot reach BuildKit at {endpoint}: {reason}")]
+    BuildKitUnreachable { endpoint: String, reason: String },
     #[error("the Docker daemon at {endpoint} has no BuildKit: {reason}")]
     NoBuildKit { endpoint: String, reason: String },
     #[error("{0}")]
@@ -42,12 +45,14 @@ pub enum DriverError {
 #[serde(rename_all = "lowercase")]
 pub enum DriverKind {
     Docker,
+    Remote,
 }
 
 impl DriverKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DriverKind::Docker => "docker",
+            DriverKind::Remote => "remote",
         }
     }
 }
@@ -63,6 +68,7 @@ impl std::str::FromStr for DriverKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "docker" => Ok(DriverKind::Docker),
+            "remote" => Ok(DriverKind::Remote),
             other => Err(DriverError::UnknownDriver(other.to_string())),
         }
     }
@@ -166,6 +172,7 @@ pub trait Driver: Send + Sync + fmt::Debug {
 pub fn new_driver(kind: DriverKind, node: &NodeConfig) -> Result<Box<dyn Driver>, DriverError> {
     match kind {
         DriverKind::Docker => Ok(Box::new(docker::DockerDriver::new(node)?)),
+        DriverKind::Remote => Ok(Box::new(remote::RemoteDriver::new(node)?)),
     }
 }
 
@@ -176,5 +183,6 @@ pub fn validate_driver_opts(
 ) -> Result<(), DriverError> {
     match kind {
         DriverKind::Docker => docker::validate_opts(opts),
+        DriverKind::Remote => remote::validate_opts(opts),
     }
 }

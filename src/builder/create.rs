@@ -166,9 +166,17 @@ pub fn plan(txn: &Txn<'_>, opts: &CreateOpts) -> Result<(NodeGroup, Option<NodeG
         }
     }
 
-    let (endpoint, endpoint_given) = match &opts.endpoint {
-        Some(ep) => (validate_endpoint(ep)?, true),
-        None => (dockercfg::current_endpoint_key()?, false),
+    let (endpoint, endpoint_given) = match (&opts.endpoint, kind) {
+        (Some(ep), DriverKind::Remote) => {
+            kiln_drivers::remote::RemoteEndpoint::parse(ep)
+                .map_err(|e| anyhow!("failed to parse endpoint {ep}: {e}"))?;
+            (ep.clone(), true)
+        }
+        (None, DriverKind::Remote) => {
+            bail!("the remote driver needs an endpoint (unix://, tcp://)")
+        }
+        (Some(ep), _) => (validate_endpoint(ep)?, true),
+        (None, _) => (dockercfg::current_endpoint_key()?, false),
     };
 
     let mut ng = existing.clone().unwrap_or_else(|| NodeGroup {

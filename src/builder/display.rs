@@ -282,6 +282,11 @@ pub fn inspect(b: &Shown<'_>) -> String {
             continue;
         }
         t.push_str(&format!("Status:\t{}\n", info.status.word()));
+        if let NodeStatus::Inactive(reason) = &info.status {
+            if !reason.is_empty() {
+                t.push_str(&format!("Reason:\t{reason}\n"));
+            }
+        }
         if !n.buildkitd_flags.is_empty() {
             t.push_str(&format!(
                 "BuildKit daemon flags:\t{}\n",
@@ -386,6 +391,17 @@ pub fn bytes_size(mut size: f64) -> String {
     let mut i = 0;
     while size >= 1024.0 && i < UNITS.len() - 1 {
         size /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", go_g4(size), UNITS[i])
+}
+
+/// `go-units`' `HumanSize`: decimal units, four significant digits (`1.235MB`).
+pub fn human_size(mut size: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut i = 0;
+    while size >= 1000.0 && i < UNITS.len() - 1 {
+        size /= 1000.0;
         i += 1;
     }
     format!("{}{}", go_g4(size), UNITS[i])

@@ -289,6 +289,10 @@ async fn ask_node(node: &BuilderNode) -> NodeInfo {
         NodeStatus::Running => {}
         // The docker driver's daemon is not kiln's to start: not reaching it is an error, as
         // buildx reports it; other drivers' inactive nodes are simply not started yet.
+        // A remote daemon that cannot be reached is `inactive`, its reason kept in the status.
+        NodeStatus::Inactive(_) if node.driver.kind() == DriverKind::Remote => {
+            return NodeInfo::unreachable(node, status, None)
+        }
         NodeStatus::Inactive(reason) if !reason.is_empty() => {
             return NodeInfo::unreachable(node, status.clone(), Some(reason.clone()))
         }

@@ -39,7 +39,23 @@ pub struct BuildkitClient {
 }
 
 /// Largest gRPC message accepted from BuildKit (status batches of big builds exceed tonic's 4 MiB).
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How long the first calls after connecting (`ListWorkers`, `Info`) may wait for an answer: a
+/// daemon that accepts connections but never speaks fails here instead of hanging the build.
+pub const FIRST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `call` bounded by [`FIRST_CALL_TIMEOUT`].
+async fn answered<T>(what: &str, call: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(FIRST_CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no answer from BuildKit within {}s ({what})",
+                FIRST_CALL_TIMEOUT.as_secs()
+            )
+        })
+}
 
 impl BuildkitClient {
     /// Connects through `driver.dial()`; every reconnect dials again.
@@ -72,12 +88,14 @@ impl BuildkitClient {
     }
 
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
-        let resp = self
-            .control()
-            .list_workers(control::ListWorkersRequest::default())
-            .await
-            .context("listing BuildKit workers")?
-            .into_inner();
+        let mut control = self.control();
+        let resp = answered(
+            "listing workers",
+            control.list_workers(control::ListWorkersRequest::default()),
+        )
+        .await?
+        .context("listing BuildKit workers")?
+        .into_inner();
         Ok(resp
             .record
             .into_iter()
@@ -114,7 +132,13 @@ impl BuildkitClient {
 
     /// BuildKit's version, or `None` when the daemon predates the `Info` call.
     pub async fn buildkit_version(&self) -> Result<Option<String>> {
-        match self.control().info(control::InfoRequest::default()).await {
+        let mut control = self.control();
+        match answered(
+            "asking its version",
+            control.info(control::InfoRequest::default()),
+        )
+        .await?
+        {
             Ok(r) => Ok(r.into_inner().buildkit_version.map(|v| v.version)),
             Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
             Err(s) => Err(anyhow::anyhow!(s.message().to_string()))

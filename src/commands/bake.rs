@@ -238,6 +238,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
         ]),
         // Compose files interpolate from `.env` in the working directory, as buildx.
         dotenv: std::fs::read_to_string(".env").ok(),
+        read_file: &|p| std::fs::read_to_string(p).ok(),
     };
 
     if !list.is_empty() {

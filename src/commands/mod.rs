@@ -4,9 +4,12 @@ pub mod bake;
 pub mod build;
 pub mod completion;
 pub mod create;
+pub mod dial_stdio;
+pub mod du;
 pub mod history;
 pub mod inspect;
 pub mod ls;
+pub mod prune;
 pub mod rm;
 pub mod stop;
 pub mod use_;
@@ -40,8 +43,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a, &ctx).await,
         Command::Rm(a) => rm::run(a, &ctx).await,
         Command::Stop(a) => stop::run(a, &ctx).await,
+        Command::DialStdio(a) => dial_stdio::run(a, &ctx).await,
         Command::Version(a) => version::run(a, &ctx).await,
         Command::Completion(a) => completion::run(a, &ctx).await,
         Command::History(a) => history::run(a, &ctx).await,
+        Command::Du(a) => du::run(a, &ctx).await,
+        Command::Prune(a) => prune::run(a, &ctx).await,
     }
 }

@@ -9,9 +9,9 @@
 pub mod bundle;
 pub mod content;
 pub mod inspect;
-mod json;
+pub mod json;
 pub mod provenance;
-mod time;
+pub mod time;
 
 use std::collections::HashMap;
 

@@ -10,6 +10,7 @@ mod content;
 mod filesend;
 mod filesync;
 mod health;
+mod over_control;
 mod raw;
 mod secrets;
 mod ssh;
@@ -81,11 +82,16 @@ pub struct Session {
 /// A running session; dropping it stops serving.
 pub struct RunningSession {
     task: JoinHandle<()>,
+    /// The pump between the session and `Control/Session`, where the session rides there.
+    carrier: Option<JoinHandle<()>>,
 }
 
 impl Drop for RunningSession {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(c) = &self.carrier {
+            c.abort();
+        }
     }
 }
 
@@ -131,15 +137,23 @@ impl Session {
 
     /// Attaches the session to the node behind `driver` and serves it in the background.
     pub async fn attach(&self, driver: &dyn Driver) -> Result<RunningSession> {
-        let io = driver
-            .dial_session(&self.headers())
+        let headers = self.headers();
+        let (io, carrier) = match driver
+            .dial_session(&headers)
             .await
             .context("attaching the build session")?
-            .context(
-                "this driver carries sessions over Control/Session, which kiln does not serve yet",
-            )?;
+        {
+            Some(io) => (io, None),
+            None => {
+                let (io, pump) = over_control::open(driver, &headers)
+                    .await
+                    .context("attaching the build session over Control/Session")?;
+                (io, Some(pump))
+            }
+        };
         Ok(RunningSession {
             task: tokio::spawn(serve(io, self.content.clone())),
+            carrier,
         })
     }
 }

@@ -1,0 +1,390 @@
+//! The `remote` driver: a BuildKit daemon someone else runs, reached at `unix://`, `tcp://`
+//! (plain or TLS) or, on Windows, `npipe://`.
+//!
+//! `dial` hands back a stream speaking BuildKit's gRPC directly (HTTP/2, prior knowledge); the
+//! session has no side door here, so `dial_session` answers `None` and the session rides inside
+//! `Control/Session`. This module owns connecting (with bounded timeouts) and TLS; it does not
+//! start, stop or configure the daemon.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::{BoxIo, Driver, DriverError, DriverKind, Features, NodeConfig, NodeStatus};
+
+/// How long connecting (TCP or unix) may take; a refused connection fails at once.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the TLS handshake may take once connected.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Driver options the remote driver accepts, as buildx names them.
+const KNOWN_OPTS: &[&str] = &["cacert", "cert", "key", "servername", "default-load"];
+
+/// Where a remote BuildKit listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteEndpoint {
+    Unix(PathBuf),
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    #[cfg(windows)]
+    NamedPipe(String),
+}
+
+impl RemoteEndpoint {
+    pub fn parse(url: &str) -> Result<Self, DriverError> {
+        let bad =
+            |why: &str| DriverError::InvalidOption("endpoint".into(), format!("{url}: {why}"));
+        if let Some(path) = url.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(bad("missing socket path"));
+            }
+            return Ok(RemoteEndpoint::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("tcp://") {
+            let hostport = rest.split('/').next().unwrap_or("");
+            let (host, port) = hostport
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected tcp://host:port"))?;
+            let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(bad("missing host"));
+            }
+            return Ok(RemoteEndpoint::Tcp {
+                host: host.to_string(),
+                port,
+            });
+        }
+        #[cfg(windows)]
+        if let Some(pipe) = url.strip_prefix("npipe://") {
+            return Ok(RemoteEndpoint::NamedPipe(pipe.replace('/', "\\")));
+        }
+        Err(bad(
+            "unsupported scheme (the remote driver takes unix://, tcp:// or, on Windows, npipe://)",
+        ))
+    }
+}
+
+/// The TLS material named by the driver options, loaded and checked.
+#[derive(Debug, Clone, Default)]
+struct TlsOpts {
+    cacert: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    servername: Option<String>,
+}
+
+impl TlsOpts {
+    fn wanted(&self) -> bool {
+        self.cacert.is_some()
+            || self.cert.is_some()
+            || self.key.is_some()
+            || self.servername.is_some()
+    }
+}
+
+/// Checks the remote driver's options: known names, readable files, cert and key together.
+pub fn validate_opts(opts: &BTreeMap<String, String>) -> Result<(), DriverError> {
+    parse_opts(opts).map(|_| ())
+}
+
+fn parse_opts(opts: &BTreeMap<String, String>) -> Result<(TlsOpts, bool), DriverError> {
+    let mut tls = TlsOpts::default();
+    let mut default_load = false;
+    for (k, v) in opts {
+        match k.as_str() {
+            "cacert" | "cert" | "key" => {
+                let p = PathBuf::from(v);
+                if !p.is_file() {
+                    return Err(DriverError::InvalidOption(
+                        k.clone(),
+                        format!("cannot read {}: no such file", p.display()),
+                    ));
+                }
+                match k.as_str() {
+                    "cacert" => tls.cacert = Some(p),
+                    "cert" => tls.cert = Some(p),
+                    _ => tls.key = Some(p),
+                }
+            }
+            "servername" => tls.servername = Some(v.clone()),
+            "default-load" => {
+                default_load = parse_bool(v).ok_or_else(|| {
+                    DriverError::InvalidOption(k.clone(), format!("invalid boolean {v:?}"))
+                })?
+            }
+            other => {
+                return Err(DriverError::InvalidOption(
+                    other.to_string(),
+                    format!(
+                        "the remote driver does not know it (known: {})",
+                        KNOWN_OPTS.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(DriverError::InvalidOption(
+            if tls.cert.is_some() { "key" } else { "cert" }.into(),
+            "cert and key must be given together for a client certificate".into(),
+        ));
+    }
+    Ok((tls, default_load))
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Some(true),
+        "0" | "f" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+pub struct RemoteDriver {
+    endpoint: RemoteEndpoint,
+    url: String,
+    tls: Option<(Arc<tokio_rustls::rustls::ClientConfig>, String)>,
+    default_load: bool,
+}
+
+impl RemoteDriver {
+    pub fn new(node: &NodeConfig) -> Result<Self, DriverError> {
+        let endpoint = RemoteEndpoint::parse(&node.endpoint)?;
+        let (tls_opts, default_load) = parse_opts(&node.driver_opts)?;
+        let tls = if tls_opts.wanted() {
+            let servername = match (&tls_opts.servername, &endpoint) {
+                (Some(s), _) => s.clone(),
+                (None, RemoteEndpoint::Tcp { host, .. }) => host.clone(),
+                (None, _) => "localhost".to_string(),
+            };
+            Some((Arc::new(client_config(&tls_opts)?), servername))
+        } else {
+            None
+        };
+        Ok(RemoteDriver {
+            endpoint,
+            url: node.endpoint.clone(),
+            tls,
+            default_load,
+        })
+    }
+
+    fn unreachable(&self, reason: impl Into<String>) -> DriverError {
+        DriverError::BuildKitUnreachable {
+            endpoint: self.url.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    async fn connect(&self) -> Result<BoxIo, DriverError> {
+        let connect = async {
+            match &self.endpoint {
+                RemoteEndpoint::Unix(p) => connect_unix(p).await,
+                RemoteEndpoint::Tcp { host, port } => {
+                    let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    s.set_nodelay(true)?;
+                    Ok(Box::pin(s) as BoxIo)
+                }
+                #[cfg(windows)]
+                RemoteEndpoint::NamedPipe(name) => {
+                    // Untested: kiln's test environment has no Windows host.
+                    let p = tokio::net::windows::named_pipe::ClientOptions::new().open(name)?;
+                    Ok(Box::pin(p) as BoxIo)
+                }
+            }
+        };
+        let io: BoxIo = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                self.unreachable(format!(
+                    "connection not established within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e: std::io::Error| self.unreachable(e.to_string()))?;
+        let Some((config, servername)) = &self.tls else {
+            return Ok(io);
+        };
+        let name = ServerName::try_from(servername.clone()).map_err(|e| {
+            self.unreachable(format!("invalid TLS server name {servername:?}: {e}"))
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, io))
+            .await
+            .map_err(|_| {
+                self.unreachable(format!(
+                    "no TLS handshake within {}s",
+                    TLS_HANDSHAKE_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| self.unreachable(format!("TLS handshake failed: {e}")))?;
+        Ok(Box::pin(tls))
+    }
+}
+
+#[cfg(unix)]
+async fn connect_unix(p: &Path) -> std::io::Result<BoxIo> {
+    Ok(Box::pin(tokio::net::UnixStream::connect(p).await?))
+}
+
+#[cfg(not(unix))]
+async fn connect_unix(p: &Path) -> std::io::Result<BoxIo> {
+    Err(std::io::Error::other(format!(
+        "unix sockets are not supported on this platform: {}",
+        p.display()
+    )))
+}
+
+fn read_pem(opt: &str, p: &Path) -> Result<Vec<u8>, DriverError> {
+    std::fs::read(p).map_err(|e| {
+        DriverError::InvalidOption(opt.into(), format!("cannot read {}: {e}", p.display()))
+    })
+}
+
+fn client_config(o: &TlsOpts) -> Result<tokio_rustls::rustls::ClientConfig, DriverError> {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &o.cacert {
+        let pem = read_pem("cacert", ca)?;
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            let c = c.map_err(|e| DriverError::InvalidOption("cacert".into(), e.to_string()))?;
+            roots
+                .add(c)
+                .map_err(|e| DriverError::InvalidOption("cacert".into(), e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(DriverError::InvalidOption(
+                "cacert".into(),
+                format!("no certificate in {}", ca.display()),
+            ));
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DriverError::Other(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match (&o.cert, &o.key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_pem("cert", cert)?;
+            let chain = CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DriverError::InvalidOption("cert".into(), e.to_string()))?;
+            let key_pem = read_pem("key", key)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| DriverError::InvalidOption("key".into(), e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| DriverError::InvalidOption("cert".into(), e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+#[async_trait]
+impl Driver for RemoteDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Remote
+    }
+
+    async fn bootstrap(&self) -> Result<(), DriverError> {
+        // The daemon is someone else's to start; bootstrapping is proving we can reach it.
+        self.connect().await.map(|_| ())
+    }
+
+    async fn status(&self) -> NodeStatus {
+        match self.connect().await {
+            Ok(_) => NodeStatus::Running,
+            Err(e) => NodeStatus::Inactive(e.to_string()),
+        }
+    }
+
+    async fn version(&self) -> Result<String, DriverError> {
+        // A remote BuildKit always answers `Control/Info` itself.
+        Ok("unknown".into())
+    }
+
+    async fn stop(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn remove(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn dial(&self) -> Result<BoxIo, DriverError> {
+        self.connect().await
+    }
+
+    async fn dial_session(
+        &self,
+        _headers: &[(String, String)],
+    ) -> Result<Option<BoxIo>, DriverError> {
+        Ok(None)
+    }
+
+    fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features {
+        // A BuildKit daemon of its own exports OCI/Docker tarballs, exports caches, builds
+        // multi-platform images and pushes itself; it has no Docker image store (no `moby`).
+        let has_worker = !worker_labels.is_empty();
+        Features {
+            oci_exporter: has_worker,
+            docker_exporter: has_worker,
+            cache_export: has_worker,
+            multi_platform: has_worker,
+            direct_push: has_worker,
+            default_load: self.default_load,
+            moby_exporter: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_endpoints() {
+        assert_eq!(
+            RemoteEndpoint::parse("unix:///run/buildkit.sock").unwrap(),
+            RemoteEndpoint::Unix("/run/buildkit.sock".into())
+        );
+        assert_eq!(
+            RemoteEndpoint::parse("tcp://10.0.0.1:1234").unwrap(),
+            RemoteEndpoint::Tcp {
+                host: "10.0.0.1".into(),
+                port: 1234
+            }
+        );
+        assert!(RemoteEndpoint::parse("tcp://host").is_err());
+        assert!(RemoteEndpoint::parse("ssh://host").is_err());
+        assert!(RemoteEndpoint::parse("unix://").is_err());
+    }
+
+    #[test]
+    fn rejects_unknown_and_missing() {
+        let e = validate_opts(&opts(&[("image", "x")])).unwrap_err();
+        assert!(e.to_string().contains("image"), "{e}");
+        let e = validate_opts(&opts(&[("cacert", "/nonexistent/ca.pem")])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        assert!(validate_opts(&opts(&[("default-load", "true")])).is_ok());
+        assert!(validate_opts(&opts(&[("default-load", "maybe")])).is_err());
+    }
+}
