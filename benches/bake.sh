@@ -14,31 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
-source "${KILN_TESTENV_DIR:-/run/kiln-testenv}/env"
-export DOCKER_HOST="$KILN_TEST_ENGINE28_HOST"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/kiln/bench-target}"
-if [ -z "${KILN:-}" ]; then
-  cargo build --release --locked -p kiln
-  KILN="$CARGO_TARGET_DIR/release/kiln"
-fi
-BUILDX="$KILN_TEST_BUILDX"
+source benches/lib.sh
 PRINT_RUNS="${PRINT_RUNS:-10}" BUILD_RUNS="${BUILD_RUNS:-3}"
-WORK=$(mktemp -d /var/tmp/kiln-bench-bake.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-export KILN_CONFIG="$WORK/kiln" BUILDX_CONFIG="$WORK/buildx" DOCKER_CONFIG="$WORK/docker"
-mkdir -p "$KILN_CONFIG" "$BUILDX_CONFIG" "$DOCKER_CONFIG"
-
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-# time_cmd N cmd... -> median seconds
-time_cmd() {
-  local n=$1; shift
-  for _ in $(seq "$n"); do
-    local s e; s=$(now); "$@" >/dev/null 2>&1; e=$(now)
-    echo "$e - $s" | bc -l
-  done | median
-}
-row() { printf '%-32s %10.4fs %10.4fs %8.2fx\n' "$1" "$2" "$3" "$(echo "$3 / $2" | bc -l)"; }
 
 # --- (a) bake --print on 1,000 generated targets -------------------------------------------
 mkdir -p "$WORK/print"
@@ -114,7 +91,7 @@ if len(b["target"]) != 1000: sys.exit(f"expected 1000 targets, got {len(b['targe
 PY
 cd - >/dev/null
 
-printf '%-32s %11s %11s %9s\n' "benchmark" "kiln" "buildx" "ratio"
+header
 k=$(cd "$WORK/print" && time_cmd "$PRINT_RUNS" "$KILN" bake --print)
 b=$(cd "$WORK/print" && time_cmd "$PRINT_RUNS" "$BUILDX" bake --print)
 row "bake --print, 1,000 targets" "$k" "$b"

@@ -10,29 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
-source "${KILN_TESTENV_DIR:-/run/kiln-testenv}/env"
-export DOCKER_HOST="$KILN_TEST_ENGINE28_HOST"
-KILN="${KILN:-${CARGO_TARGET_DIR:-target}/release/kiln}"
-if [ ! -x "$KILN" ]; then cargo build --release --locked; KILN="${CARGO_TARGET_DIR:-target}/release/kiln"; fi
-BUILDX="$KILN_TEST_BUILDX"
-WORK=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-export KILN_CONFIG="$WORK/kiln" BUILDX_CONFIG="$WORK/buildx" DOCKER_CONFIG="$WORK/docker"
-mkdir -p "$KILN_CONFIG" "$BUILDX_CONFIG" "$DOCKER_CONFIG"
-
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-# time_cmd N cmd... -> median seconds
-time_cmd() {
-  local n=$1; shift
-  for _ in $(seq "$n"); do
-    local s e; s=$(now); "$@" >/dev/null 2>&1; e=$(now)
-    echo "$e - $s" | bc -l
-  done | median
-}
-row() { printf '%-28s %10.4fs %10.4fs %8.2fx\n' "$1" "$2" "$3" "$(echo "$3 / $2" | bc -l)"; }
-
-printf '%-28s %11s %11s %9s\n' "benchmark" "kiln" "buildx" "ratio"
+source benches/lib.sh
+header
 
 k=$(time_cmd 50 "$KILN" version); b=$(time_cmd 50 "$BUILDX" version); row "version (startup)" "$k" "$b"
 
