@@ -350,7 +350,9 @@ start_daemon() { # name log PATH cmd...   (runs detached in its own session)
   printf '\n==== %s starting %s\n' "$(date -Is)" "$*" >>"$logf"
   # setsid: survives this script and its terminal; the pidfile is written by the very process
   # that then execs the daemon, so it holds the daemon's pid.
-  setsid env PATH="$path" bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" </dev/null >>"$logf" 2>&1 &
+  # cd /: daemons outlive the checkout that started them (git sources run in dockerd's working
+  # directory and fail once that directory is deleted).
+  (cd / && setsid env PATH="$path" bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" </dev/null >>"$logf" 2>&1 &)
   disown || true
 }
 
