@@ -352,7 +352,8 @@ start_daemon() { # name log PATH cmd...   (runs detached in its own session)
   # that then execs the daemon, so it holds the daemon's pid.
   # cd /: daemons outlive the checkout that started them (git sources run in dockerd's working
   # directory and fail once that directory is deleted).
-  (cd / && setsid env PATH="$path" bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" </dev/null >>"$logf" 2>&1 &)
+  # exec: nothing of this script (its stdout pipe above all) stays alive beside the daemon.
+  (cd / && exec setsid env PATH="$path" bash -c 'echo $$ >"$0"; exec "$@"' "$PIDS/$name.pid" "$@" </dev/null >>"$logf" 2>&1) &
   disown || true
 }
 
