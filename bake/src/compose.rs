@@ -778,30 +778,7 @@ fn apply_tags(dict: &mut BTreeMap<String, Node>, tags: &[(Vec<String>, Tag)]) {
 
 /// Go's `filepath.Clean` (Unix).
 fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return ".".into();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
+    crate::gopath::clean_path(p)
 }
 
 fn expand_user(p: &str, env: &Environment<'_>) -> String {
