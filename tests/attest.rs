@@ -5,13 +5,6 @@ mod common;
 
 use common::*;
 
-fn read_blob(dir: &std::path::Path, digest: &str) -> serde_json::Value {
-    let path = dir
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 #[test]
 fn provenance_and_annotations_in_the_oci_export() {
     let user = User::new(Engine::Modern);
@@ -35,31 +28,22 @@ fn provenance_and_annotations_in_the_oci_export() {
         &format!("type=oci,dest={}", tar.display()),
         ctx.path().to_str().unwrap(),
     ]));
-    ok(std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(out.path()));
-    let layout: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
-    let index = read_blob(
-        out.path(),
-        layout["manifests"][0]["digest"].as_str().unwrap(),
-    );
+    let oci = OciLayout::unpack(&tar, out.path());
+    let index = oci.top();
     assert_eq!(index["annotations"]["org.example.both"], "yes", "{index:#}");
     let manifests = index["manifests"].as_array().unwrap();
     let image = manifests
         .iter()
         .find(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
         .unwrap();
-    let image = read_blob(out.path(), image["digest"].as_str().unwrap());
+    let image = oci.json(image["digest"].as_str().unwrap());
     assert_eq!(image["annotations"]["org.example.both"], "yes");
     assert_eq!(image["annotations"]["org.example.plain"], "p");
     let att = manifests
         .iter()
         .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
         .expect("an attestation manifest");
-    let att = read_blob(out.path(), att["digest"].as_str().unwrap());
+    let att = oci.json(att["digest"].as_str().unwrap());
     let predicate = &att["layers"][0]["annotations"]["in-toto.io/predicate-type"];
     assert!(
         predicate
@@ -69,15 +53,8 @@ fn provenance_and_annotations_in_the_oci_export() {
         "{att:#}"
     );
     // mode=max records the build's steps, which minimal provenance leaves out.
-    let statement = std::fs::read_to_string(
-        out.path().join("blobs/sha256").join(
-            att["layers"][0]["digest"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("sha256:"),
-        ),
-    )
-    .unwrap();
+    let statement =
+        String::from_utf8(oci.blob(att["layers"][0]["digest"].as_str().unwrap())).unwrap();
     assert!(
         statement.contains("buildConfig"),
         "mode=max provenance lacks buildConfig"

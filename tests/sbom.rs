@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 
 /// The scanner: reads the marker file from the scanned rootfs (`BUILDKIT_SCAN_SOURCE`) and
@@ -50,17 +48,6 @@ cat > "$out" <<EOF
 }
 EOF
 "#;
-
-fn read_blob(dir: &Path, digest: &str) -> Vec<u8> {
-    let path = dir
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn read_json(dir: &Path, digest: &str) -> serde_json::Value {
-    serde_json::from_slice(&read_blob(dir, digest)).unwrap()
-}
 
 /// Builds the generator image with kiln and pushes it to the test registry; returns its name.
 fn push_generator(user: &User) -> String {
@@ -116,18 +103,8 @@ fn sbom_from_a_custom_generator_in_the_oci_export() {
         &format!("type=oci,dest={}", tar.display()),
         ctx.path().to_str().unwrap(),
     ]));
-    ok(std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(out.path()));
-
-    let layout: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
-    let index = read_json(
-        out.path(),
-        layout["manifests"][0]["digest"].as_str().unwrap(),
-    );
+    let oci = OciLayout::unpack(&tar, out.path());
+    let index = oci.top();
     let manifests = index["manifests"].as_array().unwrap();
     let image = manifests
         .iter()
@@ -141,7 +118,7 @@ fn sbom_from_a_custom_generator_in_the_oci_export() {
         att_desc["annotations"]["vnd.docker.reference.digest"], image["digest"],
         "{index:#}"
     );
-    let att = read_json(out.path(), att_desc["digest"].as_str().unwrap());
+    let att = oci.json(att_desc["digest"].as_str().unwrap());
     let spdx = att["layers"]
         .as_array()
         .unwrap()
@@ -150,7 +127,7 @@ fn sbom_from_a_custom_generator_in_the_oci_export() {
         .unwrap_or_else(|| panic!("no SPDX layer in {att:#}"));
 
     let statement: serde_json::Value =
-        serde_json::from_slice(&read_blob(out.path(), spdx["digest"].as_str().unwrap())).unwrap();
+        serde_json::from_slice(&oci.blob(spdx["digest"].as_str().unwrap())).unwrap();
     assert_eq!(
         statement["predicateType"], "https://spdx.dev/Document",
         "{statement:#}"

@@ -37,23 +37,7 @@ pub fn is_remote_url(s: &str) -> bool {
         || s.starts_with("github.com/")
 }
 
-const ULIMIT_NAMES: &[&str] = &[
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
+use crate::units::ULIMIT_NAMES;
 
 fn check_ulimit(u: &str) -> Result<(), String> {
     let (name, limits) = u

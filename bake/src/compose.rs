@@ -1612,23 +1612,7 @@ fn check_consistency(project: &Project) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Targets, as buildx's `ParseCompose`.
 
-const ULIMIT_NAMES: &[&str] = &[
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
+use crate::units::ULIMIT_NAMES;
 
 fn sanitize_target_name(name: &str) -> String {
     name.replace('.', "_")

@@ -39,6 +39,25 @@ pub fn ram_in_bytes(s: &str) -> Result<u64, InvalidSize> {
     Ok((n * (1u64 << shift) as f64) as u64)
 }
 
+/// The resource names Docker accepts in `--ulimit` (and Compose `ulimits`).
+pub const ULIMIT_NAMES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,27 +211,10 @@ pub fn parse_mem_bytes(s: &str) -> Result<u64> {
 
 /// `--ulimit name=soft[:hard]`, checked and kept in Docker's spelling.
 pub fn validate_ulimit(s: &str) -> Result<()> {
-    const NAMES: &[&str] = &[
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-    ];
     let (name, limits) = s
         .split_once('=')
         .with_context(|| format!("invalid ulimit argument: {s}"))?;
-    if !NAMES.contains(&name) {
+    if !kiln_bake::units::ULIMIT_NAMES.contains(&name) {
         bail!("invalid ulimit type: {name}");
     }
     let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));

@@ -233,3 +233,37 @@ impl Drop for LoopbackServer {
         let _ = self.child.wait();
     }
 }
+
+/// An OCI layout unpacked from an exported tarball (`-o type=oci,dest=...`).
+pub struct OciLayout {
+    pub dir: PathBuf,
+}
+
+impl OciLayout {
+    /// Unpacks `tar` into `dir`.
+    pub fn unpack(tar: &Path, dir: &Path) -> OciLayout {
+        ok(Command::new("tar").arg("-xf").arg(tar).arg("-C").arg(dir));
+        OciLayout {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn blob(&self, digest: &str) -> Vec<u8> {
+        let path = self
+            .dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    pub fn json(&self, digest: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.blob(digest)).unwrap()
+    }
+
+    /// What `index.json`'s first entry points at (the image index of a build with attestations).
+    pub fn top(&self) -> serde_json::Value {
+        let layout: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join("index.json")).unwrap()).unwrap();
+        self.json(layout["manifests"][0]["digest"].as_str().unwrap())
+    }
+}
