@@ -192,16 +192,7 @@ pub fn du_output(nodes: &[Vec<Record>], format: DuFormat, filtered: bool, now: N
         DuFormat::Table => {
             let mut t = String::from("ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\n");
             for r in records {
-                let id = if r.mutable {
-                    format!("{}*", r.id)
-                } else {
-                    r.id.clone()
-                };
-                let size = if r.shared {
-                    format!("{}*", size_of(r))
-                } else {
-                    size_of(r)
-                };
+                let (id, size) = marked_id_and_size(r);
                 t.push_str(&format!(
                     "{id}\t{}\t{size}\t{}\n",
                     !r.in_use,
@@ -329,16 +320,7 @@ impl PruneReport {
             t.push_str("ID\tRECLAIMABLE\tSIZE\tLAST ACCESSED\n");
             self.header_done = true;
         }
-        let id = if r.mutable {
-            format!("{}*", r.id)
-        } else {
-            r.id.clone()
-        };
-        let size = if r.shared {
-            format!("{}*", size_of(r))
-        } else {
-            size_of(r)
-        };
+        let (id, size) = marked_id_and_size(r);
         t.push_str(&format!(
             "{id:<40}\t{:<5}\t{size:<10}\t{}\n",
             !r.in_use,
@@ -455,6 +437,22 @@ pub fn parse_mem_bytes(s: &str) -> Result<i64, String> {
         _ => {}
     }
     Ok((size * mul) as i64)
+}
+
+/// A record's ID and size as buildx's tables show them: `*` marks a mutable record's ID and a
+/// shared record's size.
+fn marked_id_and_size(r: &Record) -> (String, String) {
+    let id = if r.mutable {
+        format!("{}*", r.id)
+    } else {
+        r.id.clone()
+    };
+    let size = if r.shared {
+        format!("{}*", size_of(r))
+    } else {
+        size_of(r)
+    };
+    (id, size)
 }
 
 #[cfg(test)]
