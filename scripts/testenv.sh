@@ -9,6 +9,9 @@
 #     Debian's busybox-static because nothing can be pulled from Docker Hub;
 #   - the reference docker-buildx and a docker CLI >= 28 under $KILN_TESTENV_DIR/bin.
 #
+# A second Engine 28 ("engine28b", same packages, own containerd, data, socket and bridge) gives
+# the multi-node tests two distinct BuildKit daemons (distinct worker IDs and caches).
+#
 # Usage: scripts/testenv.sh [up|down|env|status]
 #   up    (default) idempotent: reuses running daemons, cached downloads and imported images
 #   down  stops every daemon this script started (state and cache are kept)
@@ -42,10 +45,12 @@ AUTH_REG_PORT=5001
 # default-address-pools are split too so user-defined networks of the two engines never overlap.
 BR28=kiln28br0 BR28_CIDR=10.228.0.1/24 POOL28=10.128.0.0/16
 BR20=kiln20br0 BR20_CIDR=10.220.0.1/24 POOL20=10.120.0.0/16
+BR28B=kiln28bbr0 BR28B_CIDR=10.229.0.1/24 POOL28B=10.129.0.0/16
 
 C28=$DIR/containerd28 C20=$DIR/containerd20 E28=$DIR/engine28 E20=$DIR/engine20
-C28_SOCK=$C28/containerd.sock C20_SOCK=$C20/containerd.sock
-E28_SOCK=$E28/docker.sock E20_SOCK=$E20/docker.sock
+C28B=$DIR/containerd28b E28B=$DIR/engine28b
+C28_SOCK=$C28/containerd.sock C20_SOCK=$C20/containerd.sock C28B_SOCK=$C28B/containerd.sock
+E28_SOCK=$E28/docker.sock E20_SOCK=$E20/docker.sock E28B_SOCK=$E28B/docker.sock
 PIDS=$DIR/pids
 
 # Base PATH for the daemons, independent of the caller's PATH (which may hold other dockers).
@@ -443,28 +448,30 @@ ping_registry() { curl -fsS --max-time 3 -o /dev/null "$@"; }
 ping_ctr() { timeout 5 "$1" --address "$2" version; }
 
 # ---------------------------------------------------------------------------------------------
-# containerd (x2)
+# containerd (x3)
 # ---------------------------------------------------------------------------------------------
 # Own root/state/sockets for each; CRI and NRI are off (no Kubernetes here, and they would
 # reach for /etc/cni, /var/run/nri); opt plugin kept out of /opt/containerd.
-containerd28_config() {
+containerd2x_config() { # dir socket   (containerd 2.x, for engine28 and engine28b)
   cat <<EOF
 version = 3
-root = "$C28/root"
-state = "$C28/state"
+root = "$1/root"
+state = "$1/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri"]
 [grpc]
-  address = "$C28_SOCK"
+  address = "$2"
 [ttrpc]
-  address = "$C28_SOCK.ttrpc"
+  address = "$2.ttrpc"
 [debug]
   address = ""
 [metrics]
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$C28/opt"
+  path = "$1/opt"
 EOF
 }
+containerd28_config() { containerd2x_config "$C28" "$C28_SOCK"; }
+containerd28b_config() { containerd2x_config "$C28B" "$C28B_SOCK"; }
 containerd20_config() {
   cat <<EOF
 version = 2
@@ -485,10 +492,11 @@ EOF
 }
 # containerd 2.x finds testing's containerd-shim-runc-v2 first on PATH, then bookworm's runc.
 start_containerd28() { start_daemon containerd28 "$DIR/logs/containerd28.log" "$FORKY/usr/bin:$FORKY/usr/sbin:$SYS_PATH" "$FORKY/usr/bin/containerd" --config "$C28/config.toml"; }
+start_containerd28b() { start_daemon containerd28b "$DIR/logs/containerd28b.log" "$FORKY/usr/bin:$FORKY/usr/sbin:$SYS_PATH" "$FORKY/usr/bin/containerd" --config "$C28B/config.toml"; }
 start_containerd20() { start_daemon containerd20 "$DIR/logs/containerd20.log" "$SYS_PATH" /usr/bin/containerd --config "$C20/config.toml"; }
 
 # ---------------------------------------------------------------------------------------------
-# dockerd (x2)
+# dockerd (x3)
 # ---------------------------------------------------------------------------------------------
 ensure_bridge() { # name cidr
   ip link show "$1" >/dev/null 2>&1 || ip link add "$1" type bridge
@@ -502,16 +510,16 @@ ensure_bridge() { # name cidr
 # Once a client has listed a record by ref (buildx does after every build), deleting that record
 # leaves it queued, and Engine 28's BuildKit then crashes dockerd on the next history listing
 # with a limit (the reference buildx's `history ls` sends one).
-engine28_config() {
+engine28x_config() { # dir containerd-socket bridge pool   (dockerd 28, containerd image store)
   cat <<EOF
 {
-  "hosts": ["unix://$E28_SOCK"],
-  "data-root": "$E28/data",
-  "exec-root": "$E28/exec",
-  "pidfile": "$E28/docker.pid",
-  "containerd": "$C28_SOCK",
-  "bridge": "$BR28",
-  "default-address-pools": [{"base": "$POOL28", "size": 24}],
+  "hosts": ["unix://$1/docker.sock"],
+  "data-root": "$1/data",
+  "exec-root": "$1/exec",
+  "pidfile": "$1/docker.pid",
+  "containerd": "$2",
+  "bridge": "$3",
+  "default-address-pools": [{"base": "$4", "size": 24}],
   "iptables": false,
   "ip6tables": false,
   "features": {"containerd-snapshotter": true, "buildkit": true},
@@ -519,6 +527,8 @@ engine28_config() {
 }
 EOF
 }
+engine28_config() { engine28x_config "$E28" "$C28_SOCK" "$BR28" "$POOL28"; }
+engine28b_config() { engine28x_config "$E28B" "$C28B_SOCK" "$BR28B" "$POOL28B"; }
 engine20_config() {
   cat <<EOF
 {
@@ -541,6 +551,11 @@ start_engine28() {
   rm -f "$E28/docker.pid"
   start_daemon engine28 "$DIR/logs/engine28.log" "$FORKY/usr/sbin:$FORKY/usr/bin:$SYS_PATH" \
     "$FORKY/usr/sbin/dockerd" --config-file "$E28/daemon.json"
+}
+start_engine28b() {
+  rm -f "$E28B/docker.pid"
+  start_daemon engine28b "$DIR/logs/engine28b.log" "$FORKY/usr/sbin:$FORKY/usr/bin:$SYS_PATH" \
+    "$FORKY/usr/sbin/dockerd" --config-file "$E28B/daemon.json"
 }
 start_engine20() {
   rm -f "$E20/docker.pid"
@@ -589,8 +604,11 @@ load_images() {
     latest="$AMD64_CONFIG" amd64="$AMD64_CONFIG" arm64="$ARM64_CONFIG"
   # Engine 28: containerd store, image id = digest of the tag's target: busybox:latest is the
   # index, so one image holds both platforms (FROM busybox + --platform linux/arm64 works).
-  load_into engine28 "$E28_SOCK" "$BB_OUT/engine28.tar" \
-    latest="$INDEX_DIGEST" amd64="$AMD64_MANIFEST" arm64="$ARM64_MANIFEST"
+  local e
+  for e in engine28:"$E28_SOCK" engine28b:"$E28B_SOCK"; do
+    load_into "${e%%:*}" "${e#*:}" "$BB_OUT/engine28.tar" \
+      latest="$INDEX_DIGEST" amd64="$AMD64_MANIFEST" arm64="$ARM64_MANIFEST"
+  done
   # Registries: the multi-platform index as busybox:latest, single-platform tags beside it.
   local reg creds tag want
   for reg in "127.0.0.1:$REG_PORT" "127.0.0.1:$AUTH_REG_PORT"; do
@@ -655,8 +673,10 @@ write_bin_and_env() {
     echo "export KILN_TESTENV_DIR=$DIR"
     echo "export KILN_TEST_ENGINE28_HOST=unix://$E28_SOCK"
     echo "export KILN_TEST_ENGINE20_HOST=unix://$E20_SOCK"
+    echo "export KILN_TEST_ENGINE28B_HOST=unix://$E28B_SOCK"
     echo "export KILN_TEST_CONTAINERD28_ADDRESS=$C28_SOCK"
     echo "export KILN_TEST_CONTAINERD20_ADDRESS=$C20_SOCK"
+    echo "export KILN_TEST_CONTAINERD28B_ADDRESS=$C28B_SOCK"
     echo "export KILN_TEST_REGISTRY=127.0.0.1:$REG_PORT"
     echo "export KILN_TEST_AUTH_REGISTRY=127.0.0.1:$AUTH_REG_PORT"
     echo "export KILN_TEST_AUTH_USER=$AUTH_USER"
@@ -677,13 +697,16 @@ write_bin_and_env() {
 }
 
 print_versions() {
-  local v28 v20
+  local v28 v20 v28b
   v28=$(docker_api "$E28_SOCK" /version | jq -r '"\(.Version) (API \(.ApiVersion))"')
+  v28b=$(docker_api "$E28B_SOCK" /version | jq -r '"\(.Version) (API \(.ApiVersion))"')
   v20=$(docker_api "$E20_SOCK" /version | jq -r '"\(.Version) (API \(.ApiVersion))"')
   echo "kiln test environment ($DIR):"
   echo "  dockerd engine28:    $v28, unix://$E28_SOCK"
+  echo "  dockerd engine28b:   $v28b, unix://$E28B_SOCK"
   echo "  dockerd engine20:    $v20, unix://$E20_SOCK"
   echo "  containerd28:        $("$FORKY/usr/bin/ctr" --address "$C28_SOCK" version | awk '/^Server:/ {s=1} s && /Version:/ {print $2; exit}'), $C28_SOCK"
+  echo "  containerd28b:       $("$FORKY/usr/bin/ctr" --address "$C28B_SOCK" version | awk '/^Server:/ {s=1} s && /Version:/ {print $2; exit}'), $C28B_SOCK"
   echo "  containerd20:        $(/usr/bin/ctr --address "$C20_SOCK" version | awk '/^Server:/ {s=1} s && /Version:/ {print $2; exit}'), $C20_SOCK"
   echo "  buildx (reference):  $("$DIR/bin/docker-buildx" version)"
   echo "  docker CLI:          $("$DIR/bin/docker" --version)"
@@ -709,13 +732,18 @@ cmd_up() {
   ensure_daemon containerd28 "$FORKY/usr/bin/containerd" $ch start_containerd28 ping_ctr "$FORKY/usr/bin/ctr" "$C28_SOCK"
   ch=0; write_config "$C20/config.toml" "$(containerd20_config)" && ch=1
   ensure_daemon containerd20 /usr/bin/containerd $ch start_containerd20 ping_ctr /usr/bin/ctr "$C20_SOCK"
+  ch=0; write_config "$C28B/config.toml" "$(containerd28b_config)" && ch=1
+  ensure_daemon containerd28b "$FORKY/usr/bin/containerd" $ch start_containerd28b ping_ctr "$FORKY/usr/bin/ctr" "$C28B_SOCK"
 
   ensure_bridge "$BR28" "$BR28_CIDR"
   ensure_bridge "$BR20" "$BR20_CIDR"
+  ensure_bridge "$BR28B" "$BR28B_CIDR"
   ch=0; write_config "$E28/daemon.json" "$(engine28_config)" && ch=1
   ensure_daemon engine28 "$FORKY/usr/sbin/dockerd" $ch start_engine28 ping_docker "$E28_SOCK"
   ch=0; write_config "$E20/daemon.json" "$(engine20_config)" && ch=1
   ensure_daemon engine20 /usr/sbin/dockerd $ch start_engine20 ping_docker "$E20_SOCK"
+  ch=0; write_config "$E28B/daemon.json" "$(engine28b_config)" && ch=1
+  ensure_daemon engine28b "$FORKY/usr/sbin/dockerd" $ch start_engine28b ping_docker "$E28B_SOCK"
 
   mkdir -p "$DIR/registry5000/data" "$DIR/registry5001/data"
   ch=0; write_config "$DIR/registry5000/config.yml" "$(registry_config $REG_PORT "$DIR/registry5000/data")" && ch=1
@@ -736,11 +764,13 @@ cmd_up() {
 
 cmd_down() {
   # Engines before their containerds, so they shut down cleanly; registries along with them.
-  stop_daemons engine28:"$FORKY/usr/sbin/dockerd" engine20:/usr/sbin/dockerd \
+  stop_daemons engine28:"$FORKY/usr/sbin/dockerd" engine20:/usr/sbin/dockerd engine28b:"$FORKY/usr/sbin/dockerd" \
     registry5000:/usr/bin/docker-registry registry5001:/usr/bin/docker-registry
-  stop_daemons containerd28:"$FORKY/usr/bin/containerd" containerd20:/usr/bin/containerd
+  stop_daemons containerd28:"$FORKY/usr/bin/containerd" containerd20:/usr/bin/containerd \
+    containerd28b:"$FORKY/usr/bin/containerd"
   stop_shims "$C28_SOCK"
   stop_shims "$C20_SOCK"
+  stop_shims "$C28B_SOCK"
   # dockerd bind-mounts its data-root onto itself (mount propagation) and, when it was killed
   # rather than stopped, leaves that and overlay mounts behind: they would keep the state dir
   # busy (rm -rf fails with "Device or resource busy"). Unmount what is left under $DIR,
@@ -752,7 +782,7 @@ cmd_down() {
     done
   fi
   local br
-  for br in "$BR28" "$BR20"; do
+  for br in "$BR28" "$BR20" "$BR28B"; do
     if ip link show "$br" >/dev/null 2>&1; then ip link del "$br" || true; fi
   done
   log "down"
@@ -760,8 +790,8 @@ cmd_down() {
 
 cmd_status() {
   local n e rc=0
-  for n in containerd28:$FORKY/usr/bin/containerd containerd20:/usr/bin/containerd engine28:$FORKY/usr/sbin/dockerd \
-    engine20:/usr/sbin/dockerd registry5000:/usr/bin/docker-registry registry5001:/usr/bin/docker-registry; do
+  for n in containerd28:$FORKY/usr/bin/containerd containerd20:/usr/bin/containerd containerd28b:$FORKY/usr/bin/containerd \
+    engine28:$FORKY/usr/sbin/dockerd engine20:/usr/sbin/dockerd engine28b:$FORKY/usr/sbin/dockerd registry5000:/usr/bin/docker-registry registry5001:/usr/bin/docker-registry; do
     e=${n#*:}
     if daemon_pid "${n%%:*}" "$e" >/dev/null; then echo "${n%%:*}: running (pid $(daemon_pid "${n%%:*}" "$e"))"; else echo "${n%%:*}: stopped"; rc=1; fi
   done

@@ -54,6 +54,8 @@ pub enum Command {
     Completion(commands::completion::Args),
     /// Commands to work on build records
     History(commands::history::Args),
+    /// Commands to work on images in registry
+    Imagetools(commands::imagetools::Args),
     /// Disk usage
     Du(commands::du::Args),
     /// Remove build cache

@@ -9,11 +9,14 @@ mod builder;
 mod buildkit;
 mod cli;
 mod commands;
+mod containerd;
 mod dockercfg;
 mod history;
+mod imagetools;
 mod platform;
 mod plugin;
 mod progress;
+mod registry;
 mod store;
 
 use std::process::ExitCode;
@@ -96,8 +99,10 @@ fn init_logging(debug: bool) {
     } else {
         EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| EnvFilter::new("off"))
     };
+    // Colour codes only for a terminal: logs piped into files or CI must stay plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

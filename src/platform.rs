@@ -84,6 +84,43 @@ impl Platform {
         spec.eq_ignore_ascii_case("local") || spec.contains('/')
     }
 
+    /// Whether a worker of this platform can build for `wanted` without emulation beyond what
+    /// the CPU runs natively: the same platform, an older variant of it, or the 32-bit sibling
+    /// (containerd's `platforms.Only`: amd64 runs 386, arm64 runs arm/v7 and older).
+    pub fn runs(&self, wanted: &Platform) -> bool {
+        if self.os != wanted.os {
+            return false;
+        }
+        let arm_level = |p: &Platform| -> Option<u32> {
+            match p.arch.as_str() {
+                "arm64" => Some(8),
+                "arm" => p
+                    .variant
+                    .as_deref()
+                    .and_then(|v| v.strip_prefix('v'))
+                    .and_then(|v| v.parse().ok()),
+                _ => None,
+            }
+        };
+        let amd64_level = |p: &Platform| -> u32 {
+            p.variant
+                .as_deref()
+                .and_then(|v| v.strip_prefix('v'))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
+        };
+        match (self.arch.as_str(), wanted.arch.as_str()) {
+            ("amd64", "amd64") => amd64_level(wanted) <= amd64_level(self),
+            ("amd64", "386") => true,
+            ("arm64", "arm64") => self.variant == wanted.variant || wanted.variant.is_none(),
+            (_, "arm") => match (arm_level(self), arm_level(wanted)) {
+                (Some(have), Some(want)) => want <= have,
+                _ => false,
+            },
+            _ => self == wanted,
+        }
+    }
+
     fn new(os: String, arch: String, variant: String) -> Platform {
         Platform {
             os,
@@ -397,5 +434,20 @@ mod tests {
     fn serialises_as_its_string() {
         let p: Platform = "linux/arm/v7".parse().unwrap();
         assert_eq!(serde_json::to_string(&p).unwrap(), "\"linux/arm/v7\"");
+    }
+
+    #[test]
+    fn a_platform_runs_itself_older_variants_and_its_32_bit_sibling() {
+        let p = |s: &str| s.parse::<Platform>().unwrap();
+        assert!(p("linux/amd64").runs(&p("linux/amd64")));
+        assert!(p("linux/amd64").runs(&p("linux/386")));
+        assert!(p("linux/amd64/v3").runs(&p("linux/amd64/v2")));
+        assert!(!p("linux/amd64").runs(&p("linux/amd64/v2")));
+        assert!(p("linux/arm64").runs(&p("linux/arm/v7")));
+        assert!(p("linux/arm/v7").runs(&p("linux/arm/v6")));
+        assert!(!p("linux/arm/v6").runs(&p("linux/arm/v7")));
+        assert!(!p("linux/amd64").runs(&p("linux/arm64")));
+        assert!(!p("linux/amd64").runs(&p("windows/amd64")));
+        assert!(p("linux/riscv64").runs(&p("linux/riscv64")));
     }
 }

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub mod containerd;
 pub mod docker;
 pub mod docker_api;
 pub mod remote;
@@ -26,7 +28,7 @@ pub type BoxIo = Pin<Box<dyn Io>>;
 /// Errors a driver reports, worded for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("unknown driver {0:?} (supported: docker, remote)")]
+    #[error("unknown driver {0:?} (supported: docker, remote, containerd)")]
     UnknownDriver(String),
     #[error("invalid driver option {0:?}: {1}")]
     InvalidOption(String, String),
@@ -46,6 +48,7 @@ pub enum DriverError {
 pub enum DriverKind {
     Docker,
     Remote,
+    Containerd,
 }
 
 impl DriverKind {
@@ -53,6 +56,7 @@ impl DriverKind {
         match self {
             DriverKind::Docker => "docker",
             DriverKind::Remote => "remote",
+            DriverKind::Containerd => "containerd",
         }
     }
 }
@@ -69,6 +73,7 @@ impl std::str::FromStr for DriverKind {
         match s {
             "docker" => Ok(DriverKind::Docker),
             "remote" => Ok(DriverKind::Remote),
+            "containerd" => Ok(DriverKind::Containerd),
             other => Err(DriverError::UnknownDriver(other.to_string())),
         }
     }
@@ -105,6 +110,15 @@ pub struct Features {
     pub default_load: bool,
     /// The daemon's own image store is reachable through the `moby` exporter.
     pub moby_exporter: bool,
+}
+
+/// An image store a build's result can be loaded into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageStore {
+    /// The Docker Engine of the user's current Docker context (`DOCKER_HOST`).
+    Docker,
+    /// One namespace of a containerd, reached at its gRPC socket.
+    Containerd { address: PathBuf, namespace: String },
 }
 
 /// A registry login handed to a daemon that pushes on kiln's behalf. Never printed.
@@ -153,6 +167,11 @@ pub trait Driver: Send + Sync + fmt::Debug {
     ) -> Result<Option<BoxIo>, DriverError>;
     /// What this node can do, given the labels its workers report.
     fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features;
+    /// Where results land when the user names no output and `features().default_load` is set,
+    /// for nodes whose exporters cannot put them there themselves (no `moby_exporter`).
+    fn default_image_store(&self) -> ImageStore {
+        ImageStore::Docker
+    }
     /// Pushes `name` from the daemon's own image store and returns the pushed manifest's
     /// digest, for nodes whose exporter stores images but cannot push them itself
     /// (`moby_exporter` without `direct_push`).
@@ -173,6 +192,7 @@ pub fn new_driver(kind: DriverKind, node: &NodeConfig) -> Result<Box<dyn Driver>
     match kind {
         DriverKind::Docker => Ok(Box::new(docker::DockerDriver::new(node)?)),
         DriverKind::Remote => Ok(Box::new(remote::RemoteDriver::new(node)?)),
+        DriverKind::Containerd => Ok(Box::new(containerd::ContainerdDriver::new(node)?)),
     }
 }
 
@@ -184,5 +204,6 @@ pub fn validate_driver_opts(
     match kind {
         DriverKind::Docker => docker::validate_opts(opts),
         DriverKind::Remote => remote::validate_opts(opts),
+        DriverKind::Containerd => containerd::validate_opts(opts),
     }
 }

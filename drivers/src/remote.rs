@@ -21,6 +21,16 @@ use crate::{BoxIo, Driver, DriverError, DriverKind, Features, NodeConfig, NodeSt
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the TLS handshake may take once connected.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connected daemon may take to speak first (HTTP/2's opening SETTINGS frame) when
+/// `status`/`bootstrap` check it: a listener that accepts and never answers is `inactive` then.
+/// The same bound as the first calls of a build (kiln's `FIRST_CALL_TIMEOUT`).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4): the preface, then its SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, H2_SETTINGS, 0, 0, 0, 0, 0];
+/// Frame type of SETTINGS, which must be a server's first frame.
+const H2_SETTINGS: u8 = 0x4;
 
 /// Driver options the remote driver accepts, as buildx names them.
 const KNOWN_OPTS: &[&str] = &["cacert", "cert", "key", "servername", "default-load"];
@@ -140,7 +150,7 @@ fn parse_opts(opts: &BTreeMap<String, String>) -> Result<(TlsOpts, bool), Driver
     Ok((tls, default_load))
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" => Some(true),
         "0" | "f" | "false" => Some(false),
@@ -210,7 +220,7 @@ impl RemoteDriver {
                     CONNECT_TIMEOUT.as_secs()
                 ))
             })?
-            .map_err(|e: std::io::Error| self.unreachable(e.to_string()))?;
+            .map_err(|e: std::io::Error| self.unreachable(io_reason(&e)))?;
         let Some((config, servername)) = &self.tls else {
             return Ok(io);
         };
@@ -228,6 +238,68 @@ impl RemoteDriver {
             })?
             .map_err(|e| self.unreachable(format!("TLS handshake failed: {e}")))?;
         Ok(Box::pin(tls))
+    }
+
+    /// Connects and waits, within [`ANSWER_TIMEOUT`], for the daemon to speak HTTP/2 (gRPC's
+    /// transport) first: being able to connect is not enough, a hung daemon or a port that
+    /// isn't BuildKit accepts connections too.
+    async fn check_answers(&self) -> Result<(), DriverError> {
+        self.check_answers_within(ANSWER_TIMEOUT).await
+    }
+
+    async fn check_answers_within(&self, limit: Duration) -> Result<(), DriverError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut io = self.connect().await?;
+        let first_frame = async {
+            io.write_all(H2_PREFACE).await?;
+            io.write_all(&H2_EMPTY_SETTINGS).await?;
+            io.flush().await?;
+            let mut header = [0u8; 9];
+            io.read_exact(&mut header).await?;
+            Ok::<_, std::io::Error>(header)
+        };
+        match tokio::time::timeout(limit, first_frame).await {
+            Err(_) => Err(self.unreachable(format!(
+                "connected, but no answer within {}",
+                seconds(limit)
+            ))),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(self.unreachable("the connection was closed without an answer"))
+            }
+            Ok(Err(e)) => Err(self.unreachable(io_reason(&e))),
+            Ok(Ok(header)) if header[3] != H2_SETTINGS => Err(self.unreachable(
+                "the endpoint answered, but not with HTTP/2 (is it a BuildKit daemon?)",
+            )),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+}
+
+/// `10s`, or `0.2s` for what isn't whole seconds.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// An I/O error worded as the reason after "cannot reach BuildKit at ENDPOINT: ", the way Go
+/// tools word it ("connection refused"): Rust's capitalised text without its "(os error N)".
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => text.as_str(),
+    };
+    // "Connection refused" becomes "connection refused"; an acronym ("TLS ...") stays.
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if second.is_lowercase() => {
+            first.to_lowercase().chain([second]).chain(chars).collect()
+        }
+        (None, _) => format!("{:?}", e.kind()),
+        _ => text.to_string(),
     }
 }
 
@@ -299,20 +371,21 @@ impl Driver for RemoteDriver {
     }
 
     async fn bootstrap(&self) -> Result<(), DriverError> {
-        // The daemon is someone else's to start; bootstrapping is proving we can reach it.
-        self.connect().await.map(|_| ())
+        // The daemon is someone else's to start; bootstrapping is proving that it answers.
+        self.check_answers().await
     }
 
     async fn status(&self) -> NodeStatus {
-        match self.connect().await {
+        match self.check_answers().await {
             Ok(_) => NodeStatus::Running,
             Err(e) => NodeStatus::Inactive(e.to_string()),
         }
     }
 
     async fn version(&self) -> Result<String, DriverError> {
-        // A remote BuildKit always answers `Control/Info` itself.
-        Ok("unknown".into())
+        // Only BuildKit itself knows (`Control/Info`); one that predates that call (Engine
+        // 20.10's BuildKit 0.8, for one) has no version to show, and buildx shows none either.
+        Ok(String::new())
     }
 
     async fn stop(&self) -> Result<(), DriverError> {
@@ -376,6 +449,134 @@ mod tests {
         assert!(RemoteEndpoint::parse("tcp://host").is_err());
         assert!(RemoteEndpoint::parse("ssh://host").is_err());
         assert!(RemoteEndpoint::parse("unix://").is_err());
+    }
+
+    #[test]
+    fn io_errors_read_like_the_reason_users_know() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert_eq!(io_reason(&refused), "connection refused");
+        let missing = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&missing), "no such file or directory");
+        let custom = std::io::Error::other("TLS alert");
+        assert_eq!(io_reason(&custom), "TLS alert");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_endpoint_and_fails_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let d = driver_for(&url);
+        let start = std::time::Instant::now();
+        let Err(e) = d.dial().await else {
+            panic!("nothing listens on {url}, yet dialing it worked")
+        };
+        assert!(start.elapsed() < CONNECT_TIMEOUT);
+        assert_eq!(
+            e.to_string(),
+            format!("cannot reach BuildKit at {url}: connection refused")
+        );
+        assert_eq!(
+            d.status().await,
+            NodeStatus::Inactive(format!(
+                "cannot reach BuildKit at {url}: connection refused"
+            ))
+        );
+    }
+
+    fn driver_for(url: &str) -> RemoteDriver {
+        RemoteDriver::new(&NodeConfig {
+            name: "n".into(),
+            endpoint: url.into(),
+            driver_opts: BTreeMap::new(),
+        })
+        .unwrap()
+    }
+
+    /// A listener that accepts and then does what `serve` does with each connection.
+    async fn listener(
+        serve: impl Fn(tokio::net::TcpStream) + Send + 'static,
+    ) -> (String, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("tcp://{}", l.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                serve(s);
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_speaks_http2_first_is_running() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (url, _task) = listener(|mut s| {
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24 + 9];
+                s.read_exact(&mut preface).await.unwrap();
+                s.write_all(&H2_EMPTY_SETTINGS).await.unwrap();
+                let _ = s.read(&mut preface).await;
+            });
+        })
+        .await;
+        assert_eq!(driver_for(&url).status().await, NodeStatus::Running);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_is_not_http2_is_inactive_with_the_reason() {
+        use tokio::io::AsyncWriteExt;
+        let (url, _task) = listener(|mut s| {
+            tokio::spawn(async move {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            });
+        })
+        .await;
+        let NodeStatus::Inactive(why) = driver_for(&url).status().await else {
+            panic!("an HTTP/1 server counted as BuildKit")
+        };
+        assert!(
+            why.starts_with(&format!("cannot reach BuildKit at {url}: ")),
+            "{why}"
+        );
+        assert!(why.contains("not with HTTP/2"), "{why}");
+        let (url, _task) = listener(|mut s| {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                // Reads what the client sent (closing on unread data would reset instead).
+                let mut preface = [0u8; 24 + 9];
+                let _ = s.read_exact(&mut preface).await;
+            });
+        })
+        .await;
+        let NodeStatus::Inactive(why) = driver_for(&url).status().await else {
+            panic!("a closed connection counted as BuildKit")
+        };
+        assert!(why.contains("closed without an answer"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_never_answers_fails_after_the_answer_timeout() {
+        let (url, _task) = listener(|s| {
+            tokio::spawn(async move {
+                // Holds the connection open and says nothing.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(s);
+            });
+        })
+        .await;
+        let d = driver_for(&url);
+        let limit = Duration::from_millis(200);
+        let start = std::time::Instant::now();
+        let e = d.check_answers_within(limit).await.unwrap_err();
+        assert!(start.elapsed() >= limit && start.elapsed() < CONNECT_TIMEOUT);
+        assert_eq!(
+            e.to_string(),
+            format!("cannot reach BuildKit at {url}: connected, but no answer within 0.2s")
+        );
+        assert_eq!(seconds(ANSWER_TIMEOUT), "10s");
     }
 
     #[test]

@@ -25,6 +25,7 @@ unset DOCKER_CONTEXT BUILDX_BUILDER
 BX=$KILN_TEST_BUILDX
 DK=$KILN_TEST_DOCKER_CLI
 E28=$KILN_TEST_ENGINE28_HOST
+E28B=$KILN_TEST_ENGINE28B_HOST
 E20=$KILN_TEST_ENGINE20_HOST
 REG=$KILN_TEST_REGISTRY
 AREG=$KILN_TEST_AUTH_REGISTRY
@@ -94,10 +95,13 @@ tar_has() { tar -tf "$1" | grep -qx "$2"; }
 echo "== environment"
 check "engine28 answers /_ping" curl -fsS --unix-socket "${E28#unix://}" http://d/_ping
 check "engine20 answers /_ping" curl -fsS --unix-socket "${E20#unix://}" http://d/_ping
+check "engine28b answers /_ping" curl -fsS --unix-socket "${E28B#unix://}" http://d/_ping
 check "engine28 uses the containerd image store" bash -c "curl -fsS --unix-socket '${E28#unix://}' http://d/info | jq -e '.DriverStatus | tostring | test(\"io.containerd.snapshotter\")'"
+check "engine28b uses the containerd image store" bash -c "curl -fsS --unix-socket '${E28B#unix://}' http://d/info | jq -e '.DriverStatus | tostring | test(\"io.containerd.snapshotter\")'"
 check "engine20 uses the classic overlay2 store" bash -c "curl -fsS --unix-socket '${E20#unix://}' http://d/info | jq -e '.Driver == \"overlay2\"'"
 check "containerd28 answers (ctr version)" "$KILN_TEST_CTR_28" --address "$KILN_TEST_CONTAINERD28_ADDRESS" version
 check "containerd20 answers (ctr version)" "$KILN_TEST_CTR_20" --address "$KILN_TEST_CONTAINERD20_ADDRESS" version
+check "containerd28b answers (ctr version)" "$KILN_TEST_CTR_28" --address "$KILN_TEST_CONTAINERD28B_ADDRESS" version
 check "registry $REG answers /v2/" curl -fsS "http://$REG/v2/"
 check "registry $AREG refuses anonymous /v2/ (401)" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://$AREG/v2/) == 401 ]]"
 check "registry $AREG accepts $KILN_TEST_AUTH_USER" curl -fsS -u "$KILN_TEST_AUTH_USER:$KILN_TEST_AUTH_PASSWORD" "http://$AREG/v2/"
@@ -129,6 +133,18 @@ check "docker login $AREG (via engine28)" bash -c "printf '%s' '$KILN_TEST_AUTH_
 check "e28: two platforms --push to the auth registry" bx "$E28" build -q --platform linux/amd64,linux/arm64 --push -t "$AREG/$TAG:multi" "$ctx"
 expect_error "e28: push to the auth registry without credentials" "401|[Uu]nauthorized|authentication required|no basic auth" \
   env DOCKER_CONFIG="$WORK/nologin" DOCKER_HOST="$E28" "$BX" build -q --push -t "$AREG/$TAG:anon" "$ctx"
+
+echo "== second Engine 28 (engine28b: own containerd, data, bridge) through the docker driver"
+check "e28b: FROM busybox + RUN + COPY, --load" bx "$E28B" build -q --load -t "$TAG:e28b" "$ctx"
+check "e28b: the loaded image runs (x86_64, RUN and COPY results)" expect_run "$E28B" "$TAG:e28b" x86_64
+check "e28b: --platform linux/arm64 --load (RUN under qemu)" bx "$E28B" build -q --platform linux/arm64 --load -t "$TAG:e28b-arm64" "$ctx"
+check "e28b: the arm64 image runs as aarch64" expect_run "$E28B" "$TAG:e28b-arm64" aarch64 --platform linux/arm64
+# Distinct daemons, not two sockets onto one: separate image stores and BuildKit workers.
+check "e28b: its store doesn't hold engine28's image" bash -c "! DOCKER_HOST=$E28B '$DK' image inspect '$TAG:e28' >/dev/null 2>&1"
+check "e28 and e28b: docker contexts for both" bash -c "'$DK' context create kiln-e28a --docker 'host=$E28' && '$DK' context create kiln-e28b --docker 'host=$E28B'"
+worker_ids() { "$BX" ls --format json 2>/dev/null | jq -r --arg n "$1" 'select(.Name == $n) | .Nodes[].IDs[]'; }
+check "e28 and e28b: BuildKit worker IDs differ" bash -c "$(declare -f worker_ids); BX='$BX'; a=\$(worker_ids kiln-e28a); b=\$(worker_ids kiln-e28b); echo \"e28=\$a e28b=\$b\"; [[ -n \$a && -n \$b && \$a != \"\$b\" ]]"
+check "e28b: RUN steps use its own bridge (host-gateway-ip 10.229.0.1)" bash -c "'$BX' inspect kiln-e28b 2>/dev/null | grep -q 'host-gateway-ip: *10.229.0.1'"
 
 echo "== Engine 20.10 (classic store, BuildKit 0.8) through the docker driver"
 check "e20: FROM busybox + RUN + COPY, --load" bx "$E20" build -q --load -t "$TAG:e20" "$ctx"
@@ -163,7 +179,7 @@ check "buildx ls shows the kiln-e28 context as a docker-driver builder" bash -c 
 check "e28 via DOCKER_CONTEXT=kiln-e28: build --load" env -u DOCKER_HOST DOCKER_CONTEXT=kiln-e28 "$BX" build -q --load -t "$TAG:ctx" "$ctx"
 
 # Leave the engines as found: remove this run's images (registry content is left, it's tmp state).
-for h in "$E28" "$E20"; do
+for h in "$E28" "$E28B" "$E20"; do
   DOCKER_HOST=$h "$DK" image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -E "(^|/)$TAG:" |
     xargs -r env DOCKER_HOST="$h" "$DK" image rm -f >/dev/null 2>&1 || true
 done

@@ -64,7 +64,8 @@ pub struct RawOptions {
     pub add_hosts: Vec<String>,
     pub shm_size: Option<String>,
     pub ulimits: Vec<String>,
-    pub load: bool,
+    /// `--load`'s value: empty for plain `--load`.
+    pub load: Option<String>,
     pub push: bool,
     pub outputs: Vec<String>,
     pub cache_from: Vec<String>,
@@ -102,7 +103,7 @@ impl RawOptions {
             add_hosts: Vec::new(),
             shm_size: None,
             ulimits: Vec::new(),
-            load: false,
+            load: None,
             push: false,
             outputs: Vec::new(),
             cache_from: Vec::new(),
@@ -184,7 +185,12 @@ impl RawOptions {
                 .with_context(|| o.label("shm-size", "shm-size"))?,
             ulimits: self.ulimits.clone(),
             outputs,
-            load: self.load,
+            load: self
+                .load
+                .as_deref()
+                .map(super::load::parse_load)
+                .transpose()
+                .with_context(|| o.label("load", "load"))?,
             push: self.push,
             iidfile: self.iidfile.clone(),
             attests,

@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 
 use super::options::{BuildOptions, ContextSource, DockerfileSource};
 
-/// Inputs ready for a solve. Temporary directories live as long as this value.
-#[derive(Debug)]
+/// Inputs ready for a solve. Temporary directories live as long as this value (or any clone
+/// of it: the solves of one build on several nodes share them).
+#[derive(Debug, Clone)]
 pub struct PreparedInputs {
     pub dirs: HashMap<String, PathBuf>,
     pub frontend_attrs: BTreeMap<String, String>,
@@ -19,7 +20,7 @@ pub struct PreparedInputs {
     pub uploads: crate::buildkit::session::Uploads,
     /// OCI layouts of `oci-layout://` named contexts, by content store id.
     pub oci_stores: HashMap<String, PathBuf>,
-    _temp: Vec<tempfile::TempDir>,
+    _temp: Vec<std::sync::Arc<tempfile::TempDir>>,
 }
 
 pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
@@ -75,7 +76,7 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
             }
             let empty = tempfile::Builder::new().prefix("kiln-empty-").tempdir()?;
             p.dirs.insert("context".into(), empty.path().to_path_buf());
-            p._temp.push(empty);
+            p._temp.push(std::sync::Arc::new(empty));
             dockerfile_text = Some(data);
         }
         ContextSource::Local(dir) => {
@@ -131,7 +132,7 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
         dockerfile_name = "Dockerfile".into();
         p.frontend_attrs
             .insert("dockerfilekey".into(), "dockerfile".into());
-        p._temp.push(dir);
+        p._temp.push(std::sync::Arc::new(dir));
     }
 
     if let Some(dir) = dockerfile_dir {

@@ -10,11 +10,14 @@ pub mod cache;
 pub mod call;
 pub mod entitlements;
 pub mod exporter;
+mod fanout;
 pub mod flags;
 mod inputs;
+pub mod load;
 mod local_cache;
 pub mod named_contexts;
 pub mod options;
+mod placement;
 pub mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +27,7 @@ use bollard_buildkit_proto::moby::buildkit::v1 as control;
 use kiln_drivers::Features;
 
 use crate::builder::Builder;
-use crate::buildkit::session::{ExportTarget, Session, SessionContent};
+use crate::buildkit::session::{ExportTarget, SessionContent};
 use crate::buildkit::BuildkitClient;
 use crate::progress::{self, Printer, ProgressMode};
 pub use exporter::{ClientTarget, ExportSpec, ExporterKind};
@@ -88,6 +91,8 @@ impl BuildResult {
 struct ExportPlan {
     exporters: Vec<control::Exporter>,
     targets: HashMap<u32, ExportTarget>,
+    /// Results exported to client-side files, to import into an image store after the solve.
+    loads: Vec<load::LoadStep>,
 }
 
 /// Features names as buildx words them in its "not supported" errors.
@@ -114,17 +119,29 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
             specs.push(ExportSpec::parse("type=image,push=true")?);
         }
     }
-    if opts.load
-        && !specs
-            .iter()
-            .any(|s| s.kind == ExporterKind::Docker && s.dest.is_none())
-    {
-        specs.push(ExportSpec::parse("type=docker")?);
+    // Which spec (by index) loads into containerd, and which into the node's default store.
+    let mut containerd_load = None;
+    let mut default_load = None;
+    match &opts.load {
+        Some(kiln_drivers::ImageStore::Docker)
+            if !specs
+                .iter()
+                .any(|s| s.kind == ExporterKind::Docker && s.dest.is_none()) =>
+        {
+            specs.push(ExportSpec::parse("type=docker")?);
+        }
+        Some(store @ kiln_drivers::ImageStore::Containerd { .. }) => {
+            load::check_reachable(store).context("--load")?;
+            containerd_load = Some((specs.len(), store.clone()));
+            specs.push(ExportSpec::parse("type=oci")?);
+        }
+        _ => {}
     }
     if specs.is_empty() && !env_flag("BUILDX_NO_DEFAULT_LOAD").unwrap_or(false) {
         if features.moby_exporter {
             specs.push(ExportSpec::parse("type=image")?);
         } else if features.default_load {
+            default_load = Some(0);
             specs.push(ExportSpec::parse("type=docker")?);
         }
     }
@@ -146,6 +163,20 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
     for (i, spec) in specs.iter().enumerate() {
         let mut attrs = spec.attrs.clone();
         let mut type_name = spec.type_name.clone();
+        // Loads the node's exporters cannot do themselves go through a client-side file.
+        let load_dest = match &containerd_load {
+            Some((at, store)) if *at == i => Some(load::LoadDest::Store(store.clone())),
+            _ if default_load == Some(i) && !features.moby_exporter => {
+                Some(load::LoadDest::NodeDefault)
+            }
+            _ if spec.kind == ExporterKind::Docker
+                && spec.dest.is_none()
+                && !features.moby_exporter =>
+            {
+                Some(load::LoadDest::Store(kiln_drivers::ImageStore::Docker))
+            }
+            _ => None,
+        };
         for a in &opts.annotations {
             attrs.insert(a.exporter_key(), a.value.clone());
         }
@@ -178,13 +209,8 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
                     "https://docs.docker.com/go/build-exporters/",
                 ))
             }
+            _ if load_dest.is_some() => {}
             ExporterKind::Docker if spec.dest.is_none() => {
-                if opts.platforms.len() > 1 && !features.moby_exporter {
-                    bail!("docker exporter does not currently support exporting manifest lists");
-                }
-                if !features.moby_exporter {
-                    bail!("loading results into Docker from a {driver} builder is not supported by kiln yet; use -o type=docker,dest=FILE and docker load");
-                }
                 type_name = "moby".into();
             }
             ExporterKind::Image if features.moby_exporter => {
@@ -208,7 +234,13 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
                 attrs.insert("buildinfo-attrs".into(), v.clone());
             }
         }
-        if let Some(target) = spec.client_target()? {
+        if let Some(dest) = load_dest {
+            let step = load::LoadStep::new(dest, &opts.tags)?;
+            type_name = step.exporter_type(opts.platforms.len()).into();
+            plan.targets
+                .insert(i as u32, ExportTarget::File(step.file.clone()));
+            plan.loads.push(step);
+        } else if let Some(target) = spec.client_target()? {
             let target = match target {
                 ClientTarget::Dir(d) => ExportTarget::Dir(d),
                 ClientTarget::File(f) => ExportTarget::File(f),
@@ -371,31 +403,55 @@ fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<S
     Ok(a)
 }
 
-/// A builder's first node, connected, with what it can do.
+/// A builder's node, connected, with what it can do.
 pub(crate) struct NodeConn<'a> {
     pub builder: &'a Builder,
     pub node: &'a crate::builder::BuilderNode,
     pub client: BuildkitClient,
     pub features: Features,
+    /// What the node's workers report, the first worker's native platform first.
+    pub reported_platforms: Vec<crate::platform::Platform>,
 }
 
 impl<'a> NodeConn<'a> {
+    /// The builder's first node.
     pub async fn connect(builder: &'a Builder) -> Result<NodeConn<'a>> {
         let node = builder
             .nodes
             .first()
             .with_context(|| format!("builder {:?} has no nodes", builder.name))?;
+        Self::connect_node(builder, node).await
+    }
+
+    pub async fn connect_node(
+        builder: &'a Builder,
+        node: &'a crate::builder::BuilderNode,
+    ) -> Result<NodeConn<'a>> {
+        let what = if builder.nodes.len() > 1 {
+            format!("node {:?} of builder {:?}", node.name, builder.name)
+        } else {
+            format!("builder {:?}", builder.name)
+        };
         let client = BuildkitClient::connect(node.driver.clone())
             .await
-            .with_context(|| format!("connecting to builder {:?}", builder.name))?;
-        let workers = client.list_workers().await?;
+            .with_context(|| format!("connecting to {what}"))?;
+        let workers = client
+            .list_workers()
+            .await
+            .with_context(|| format!("listing the workers of {what} at {}", node.endpoint))?;
         let labels: Vec<_> = workers.iter().map(|w| w.labels.clone()).collect();
         let features = node.driver.features(&labels);
+        let reported_platforms = crate::platform::dedupe(
+            workers
+                .iter()
+                .flat_map(|w| crate::platform::parse_reported(&w.platforms)),
+        );
         Ok(NodeConn {
             builder,
             node,
             client,
             features,
+            reported_platforms,
         })
     }
 
@@ -434,13 +490,22 @@ pub(crate) fn plan_solve(
     features: &Features,
     driver_name: &str,
 ) -> Result<SolvePlan> {
+    plan_solve_with(opts, features, driver_name, inputs::prepare(opts)?)
+}
+
+/// [`plan_solve`] with inputs already prepared (once for every node of a build).
+pub(crate) fn plan_solve_with(
+    opts: &BuildOptions,
+    features: &Features,
+    driver_name: &str,
+    prepared: inputs::PreparedInputs,
+) -> Result<SolvePlan> {
     // A subrequest exports nothing and loads nothing.
     let exports = match &opts.call {
         Some(_) => ExportPlan::default(),
         None => plan_exports(opts, features, driver_name)?,
     };
     let mut attrs = frontend_attrs(opts, features)?;
-    let prepared = inputs::prepare(opts)?;
     attrs.extend(prepared.frontend_attrs.clone());
     if let Some(call) = &opts.call {
         attrs.insert("requestid".into(), call.request_id());
@@ -520,84 +585,23 @@ impl SolvePlan {
         )
         .await;
         exporter_response_with_push(&mut exporter_response, pushed)?;
+        for step in &self.exports.loads {
+            step.run(conn.node.driver.as_ref(), own_steps).await?;
+        }
         local_cache::update_indexes(&self.cache, &exporter_response)?;
         Ok(exporter_response)
     }
 }
 
-/// Runs one build on the builder's first node and returns what BuildKit reported.
+/// Runs one build on the nodes of the builder that serve its platforms and returns what
+/// BuildKit reported.
 pub async fn build(
     builder: &Builder,
     opts: BuildOptions,
     mode: ProgressMode,
     debug: bool,
 ) -> Result<BuildResult> {
-    let conn = NodeConn::connect(builder).await?;
-    let plan = plan_solve(&opts, &conn.features, conn.driver_name())?;
-    let solve_ref = crate::buildkit::new_id();
-    let session = Session::new(
-        "kiln",
-        &plan.shared_key(&conn.node.name),
-        plan.session_content(&opts),
-    );
-    let running = session.attach(conn.node.driver.as_ref()).await?;
-
-    let printer = conn.printer(mode, debug);
-    let (status_tx, status_rx) = tokio::sync::mpsc::channel(128);
-    // Steps kiln runs itself after the solve (pushing from the daemon's store) show in the
-    // same display through this sender.
-    let own_steps = status_tx.clone();
-    let display = tokio::spawn(progress::run(printer, status_rx));
-    let status_task = tokio::spawn(stream_status(
-        conn.client.control(),
-        solve_ref.clone(),
-        status_tx,
-        None,
-    ));
-
-    let req = plan.request(&solve_ref, &session.id);
-    let solved = match &opts.call {
-        Some(_) => call::solve(conn.node.driver.clone(), conn.client.control(), req).await,
-        None => conn.client.control().solve(req).await,
-    };
-    end_status(status_task).await;
-    drop(running);
-
-    let solved = match solved {
-        Ok(resp) => Ok(plan.finish(&conn, resp.into_inner(), &own_steps).await),
-        Err(status) => Err(status),
-    };
-    drop(own_steps);
-    drop(plan);
-
-    let (mut printer, summary) = display.await.context("progress display")?;
-    printer.print_warnings(&summary);
-    match solved {
-        Ok(exporter_response) => {
-            let mut exporter_response = exporter_response?;
-            if opts.call.is_none() {
-                exporter_response.insert("buildx.build.ref".into(), conn.build_ref(&solve_ref));
-            }
-            Ok(BuildResult {
-                exporter_response,
-                warnings: summary.warnings.clone(),
-            })
-        }
-        Err(status) => {
-            if let Some(e) = opts
-                .call
-                .as_ref()
-                .and_then(|c| c.unsupported_error(&status, &builder.name, &conn.node.name))
-            {
-                return Err(e);
-            }
-            eprint!("{}", progress::error::render_solve_error(&status, &summary));
-            let code = progress::error::SolveError::from_status(&status).exit_code();
-            Err(anyhow::Error::new(crate::AlreadyReported(
-                u8::try_from(code).unwrap_or(1),
-            )))
-        }
-    }
+    fanout::build(builder, opts, mode, debug).await
 }
 
 /// The status stream ends once the job is done; gives it a moment to deliver the last events,

@@ -49,7 +49,8 @@ pub struct BuildOptions {
     pub shm_size: Option<u64>,
     pub ulimits: Vec<String>,
     pub outputs: Vec<ExportSpec>,
-    pub load: bool,
+    /// `--load[=containerd://SOCKET?namespace=NS]`: the image store to load the result into.
+    pub load: Option<kiln_drivers::ImageStore>,
     pub push: bool,
     pub iidfile: Option<PathBuf>,
     pub cache_from: Vec<super::cache::CacheSpec>,

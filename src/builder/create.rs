@@ -155,6 +155,9 @@ pub fn plan(txn: &Txn<'_>, opts: &CreateOpts) -> Result<(NodeGroup, Option<NodeG
         .map_err(|_| anyhow!("failed to find driver {driver:?}"))?;
     if let Some(o) = &opts.driver_opts {
         kiln_drivers::validate_driver_opts(kind, o)?;
+    } else if existing.is_none() && kind == DriverKind::Containerd {
+        // Its required options must be checked even when none are given.
+        kiln_drivers::validate_driver_opts(kind, &BTreeMap::new())?;
     }
     if kind == DriverKind::Docker {
         // The Engine's BuildKit is configured in its daemon.json; kiln cannot pass flags to it.
@@ -167,13 +170,13 @@ pub fn plan(txn: &Txn<'_>, opts: &CreateOpts) -> Result<(NodeGroup, Option<NodeG
     }
 
     let (endpoint, endpoint_given) = match (&opts.endpoint, kind) {
-        (Some(ep), DriverKind::Remote) => {
+        (Some(ep), DriverKind::Remote | DriverKind::Containerd) => {
             kiln_drivers::remote::RemoteEndpoint::parse(ep)
                 .map_err(|e| anyhow!("failed to parse endpoint {ep}: {e}"))?;
             (ep.clone(), true)
         }
-        (None, DriverKind::Remote) => {
-            bail!("the remote driver needs an endpoint (unix://, tcp://)")
+        (None, DriverKind::Remote | DriverKind::Containerd) => {
+            bail!("the {kind} driver needs a BuildKit endpoint (unix://, tcp://)")
         }
         (Some(ep), _) => (validate_endpoint(ep)?, true),
         (None, _) => (dockercfg::current_endpoint_key()?, false),

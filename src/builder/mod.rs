@@ -259,6 +259,17 @@ impl NodeInfo {
     pub fn is_running(&self) -> bool {
         self.error.is_none() && self.status == NodeStatus::Running
     }
+
+    /// A node that could not be asked. A BuildKit endpoint is someone else's daemon: not
+    /// reaching it, or it not answering, leaves it `inactive` with the reason (as buildx shows
+    /// it); for the other drivers a daemon that should answer and doesn't is an `error`.
+    fn unanswered(node: &BuilderNode, reason: String) -> NodeInfo {
+        if dials_an_endpoint(node.driver.kind()) {
+            NodeInfo::unreachable(node, NodeStatus::Inactive(reason), None)
+        } else {
+            NodeInfo::unreachable(node, NodeStatus::Inactive(String::new()), Some(reason))
+        }
+    }
 }
 
 /// Asks one node for its status, workers and BuildKit version, within [`NODE_TIMEOUT`].
@@ -266,14 +277,13 @@ impl NodeInfo {
 pub async fn load_node_info(node: &BuilderNode) -> NodeInfo {
     match tokio::time::timeout(NODE_TIMEOUT, ask_node(node)).await {
         Ok(info) => info,
-        Err(_) => NodeInfo::unreachable(
+        Err(_) => NodeInfo::unanswered(
             node,
-            NodeStatus::Inactive(String::new()),
-            Some(format!(
+            format!(
                 "no answer from {} within {}s",
                 node.endpoint,
                 NODE_TIMEOUT.as_secs()
-            )),
+            ),
         ),
     }
 }
@@ -283,14 +293,19 @@ pub async fn load_nodes(builder: &Builder) -> Vec<NodeInfo> {
     futures::future::join_all(builder.nodes.iter().map(load_node_info)).await
 }
 
+/// Drivers whose BuildKit is an endpoint someone else runs (remote, containerd).
+fn dials_an_endpoint(kind: DriverKind) -> bool {
+    matches!(kind, DriverKind::Remote | DriverKind::Containerd)
+}
+
 async fn ask_node(node: &BuilderNode) -> NodeInfo {
     let status = node.driver.status().await;
     match &status {
         NodeStatus::Running => {}
         // The docker driver's daemon is not kiln's to start: not reaching it is an error, as
         // buildx reports it; other drivers' inactive nodes are simply not started yet.
-        // A remote daemon that cannot be reached is `inactive`, its reason kept in the status.
-        NodeStatus::Inactive(_) if node.driver.kind() == DriverKind::Remote => {
+        // A BuildKit endpoint that cannot be reached is `inactive`, its reason in the status.
+        NodeStatus::Inactive(_) if dials_an_endpoint(node.driver.kind()) => {
             return NodeInfo::unreachable(node, status, None)
         }
         NodeStatus::Inactive(reason) if !reason.is_empty() => {
@@ -300,6 +315,10 @@ async fn ask_node(node: &BuilderNode) -> NodeInfo {
     }
     match ask_buildkit(node).await {
         Ok(info) => info,
+        // Connected but no usable answer (a hung daemon, a listener that isn't BuildKit).
+        Err(e) if dials_an_endpoint(node.driver.kind()) => {
+            NodeInfo::unanswered(node, format!("{e:#}"))
+        }
         Err(e) => NodeInfo::unreachable(node, status, Some(format!("{e:#}"))),
     }
 }
@@ -319,13 +338,14 @@ async fn ask_buildkit(node: &BuilderNode) -> Result<NodeInfo> {
         .map(|w| (w.labels.clone(), w.gc_policy.clone()))
         .unwrap_or_default();
     let version = match client.buildkit_version().await? {
-        Some(v) => v,
-        None => node.driver.version().await?,
+        Some(v) => Some(v),
+        // Empty: the driver can't tell either (shown as no version, as buildx does).
+        None => Some(node.driver.version().await?).filter(|v| !v.is_empty()),
     };
     Ok(NodeInfo {
         status: NodeStatus::Running,
         error: None,
-        version: Some(version),
+        version,
         platforms,
         worker_ids: ids,
         labels,

@@ -45,13 +45,14 @@ pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// daemon that accepts connections but never speaks fails here instead of hanging the build.
 pub const FIRST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `call` bounded by [`FIRST_CALL_TIMEOUT`].
-async fn answered<T>(what: &str, call: impl std::future::Future<Output = T>) -> Result<T> {
+/// `call` bounded by [`FIRST_CALL_TIMEOUT`]. Callers say which call it was in their context
+/// (`listing the workers of builder "x": ...`).
+async fn answered<T>(call: impl std::future::Future<Output = T>) -> Result<T> {
     tokio::time::timeout(FIRST_CALL_TIMEOUT, call)
         .await
         .map_err(|_| {
             anyhow::anyhow!(
-                "no answer from BuildKit within {}s ({what})",
+                "no answer from BuildKit within {}s: it accepts connections but does not reply",
                 FIRST_CALL_TIMEOUT.as_secs()
             )
         })
@@ -89,13 +90,10 @@ impl BuildkitClient {
 
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
         let mut control = self.control();
-        let resp = answered(
-            "listing workers",
-            control.list_workers(control::ListWorkersRequest::default()),
-        )
-        .await?
-        .context("listing BuildKit workers")?
-        .into_inner();
+        let resp = answered(control.list_workers(control::ListWorkersRequest::default()))
+            .await?
+            .context("listing BuildKit workers")?
+            .into_inner();
         Ok(resp
             .record
             .into_iter()
@@ -133,12 +131,7 @@ impl BuildkitClient {
     /// BuildKit's version, or `None` when the daemon predates the `Info` call.
     pub async fn buildkit_version(&self) -> Result<Option<String>> {
         let mut control = self.control();
-        match answered(
-            "asking its version",
-            control.info(control::InfoRequest::default()),
-        )
-        .await?
-        {
+        match answered(control.info(control::InfoRequest::default())).await? {
             Ok(r) => Ok(r.into_inner().buildkit_version.map(|v| v.version)),
             Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
             Err(s) => Err(anyhow::anyhow!(s.message().to_string()))
@@ -147,16 +140,49 @@ impl BuildkitClient {
     }
 }
 
-/// Joins an error and its sources into one line, the way users read them.
+/// Joins an error and its sources into one line, the way users read them. tonic's own wrapper
+/// words ("transport error") say nothing to a user when a source follows and are left out, so
+/// a failed dial reads `cannot reach BuildKit at tcp://HOST:PORT: connection refused`.
 pub fn flatten_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
     while let Some(s) = cur {
         let msg = s.to_string();
-        if !parts.iter().any(|p| p.contains(&msg)) {
+        let wrapper = TRANSPORT_WRAPPERS.contains(&msg.as_str()) && s.source().is_some();
+        if !wrapper && !parts.iter().any(|p| p.contains(&msg)) {
             parts.push(msg);
         }
         cur = s.source();
     }
     parts.join(": ")
+}
+
+/// What tonic prints for an error that only wraps its source.
+const TRANSPORT_WRAPPERS: &[&str] = &["transport error"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a build prints when the driver cannot dial: the driver's own sentence, with no
+    /// "transport error" of tonic's in front of it.
+    #[tokio::test]
+    async fn a_failed_dial_reads_as_the_drivers_error() {
+        let connector = tower::service_fn(|_uri: http::Uri| async {
+            Err::<TokioIo<tokio::net::TcpStream>, _>(
+                kiln_drivers::DriverError::BuildKitUnreachable {
+                    endpoint: "tcp://127.0.0.1:1".into(),
+                    reason: "connection refused".into(),
+                },
+            )
+        });
+        let e = Endpoint::from_static("http://buildkit.invalid")
+            .connect_with_connector(connector)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            flatten_error(&e),
+            "cannot reach BuildKit at tcp://127.0.0.1:1: connection refused"
+        );
+    }
 }

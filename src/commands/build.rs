@@ -80,9 +80,16 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Shorthand for "--output=type=docker"
-    #[arg(long)]
-    pub load: bool,
+    /// Shorthand for "--output=type=docker"; "--load=containerd://SOCKET?namespace=NS" loads
+    /// into a containerd namespace instead
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        value_name = "containerd://SOCKET?namespace=NS"
+    )]
+    pub load: Option<String>,
 
     /// Shorthand for "--output=type=registry"
     #[arg(long)]

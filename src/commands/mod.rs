@@ -7,6 +7,7 @@ pub mod create;
 pub mod dial_stdio;
 pub mod du;
 pub mod history;
+pub mod imagetools;
 pub mod inspect;
 pub mod ls;
 pub mod prune;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Version(a) => version::run(a, &ctx).await,
         Command::Completion(a) => completion::run(a, &ctx).await,
         Command::History(a) => history::run(a, &ctx).await,
+        Command::Imagetools(a) => imagetools::run(a, &ctx).await,
         Command::Du(a) => du::run(a, &ctx).await,
         Command::Prune(a) => prune::run(a, &ctx).await,
     }

@@ -2,6 +2,8 @@
 //! tests: it accepts on a unix socket, a TCP port or a TLS port and, per connection, upgrades
 //! `POST /grpc` (h2c) on the engine and splices the bytes. TLS certificates (a CA, a server
 //! certificate for 127.0.0.1/localhost and a client certificate) are made at test time.
+//! Works in front of any engine of the test environment (`KILN_TEST_ENGINE28_HOST`,
+//! `KILN_TEST_ENGINE28B_HOST`, `KILN_TEST_ENGINE20_HOST`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ pub struct Certs {
     pub dir: tempfile::TempDir,
 }
 
+// Suites that only forward over a unix socket use neither TLS nor TCP.
+#[allow(dead_code)]
 impl Certs {
     /// A CA, a server certificate for `127.0.0.1`/`localhost`, and a client certificate.
     pub fn generate() -> Certs {
@@ -53,6 +57,7 @@ impl Certs {
 }
 
 /// How the forwarder listens.
+#[allow(dead_code)]
 pub enum Listen<'a> {
     Unix,
     Tcp,

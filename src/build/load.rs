@@ -1,0 +1,331 @@
+//! Loading a build's result into an image store the node's exporters cannot reach themselves:
+//! the Docker Engine of the user's context (`--load` on a builder that is not that Engine) or a
+//! containerd namespace (`--load=containerd://SOCKET?namespace=NS`, the `containerd` driver).
+//!
+//! The result is exported through the session to a client-side temporary file, then imported
+//! after the solve: into Docker with `POST /images/load`, into containerd with kiln's own
+//! importer. Deciding *that* a load happens is `plan_exports`' business; this module owns the
+//! `--load` value, the temporary file and the import.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bollard_buildkit_proto::moby::buildkit::v1 as control;
+use futures::StreamExt;
+use kiln_drivers::ImageStore;
+
+use crate::progress;
+
+/// The namespace `--load=containerd://SOCKET` loads into when none is given (`ctr`'s default).
+pub const DEFAULT_NAMESPACE: &str = kiln_drivers::containerd::DEFAULT_NAMESPACE;
+
+/// Parses `--load`'s value: empty (plain `--load`) is the Docker Engine of the current context;
+/// `containerd://SOCKET_PATH[?namespace=NS]` is a containerd namespace.
+pub fn parse_load(value: &str) -> Result<ImageStore> {
+    if value.is_empty() {
+        return Ok(ImageStore::Docker);
+    }
+    let Some(rest) = value.strip_prefix("containerd://") else {
+        bail!("invalid value {value:?}: expected no value (Docker) or containerd://SOCKET_PATH?namespace=NS");
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if !path.starts_with('/') {
+        bail!("invalid value {value:?}: the containerd socket must be an absolute path (containerd:///run/containerd/containerd.sock)");
+    }
+    let mut namespace = DEFAULT_NAMESPACE.to_string();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some(("namespace", ns)) => {
+                kiln_drivers::containerd::validate_namespace(ns)
+                    .map_err(|why| anyhow::anyhow!("invalid value {value:?}: {why}"))?;
+                namespace = ns.to_string();
+            }
+            _ => bail!("invalid value {value:?}: unknown parameter {pair:?} (only namespace=NS)"),
+        }
+    }
+    Ok(ImageStore::Containerd {
+        address: PathBuf::from(path),
+        namespace,
+    })
+}
+
+/// Checks what can be checked before building: a containerd socket must exist.
+pub fn check_reachable(store: &ImageStore) -> Result<()> {
+    if let ImageStore::Containerd { address, .. } = store {
+        if !address.exists() {
+            bail!("no containerd socket at {}", address.display());
+        }
+    }
+    Ok(())
+}
+
+/// Where a planned load goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoadDest {
+    Store(ImageStore),
+    /// Wherever the node's driver says its results belong (`Driver::default_image_store`).
+    NodeDefault,
+}
+
+/// One result exported to a client-side file during the solve and imported after it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadStep {
+    pub dest: LoadDest,
+    /// The exporter's tarball; lives as long as the step.
+    pub file: PathBuf,
+    /// `-t` names, for images whose tarball carries none.
+    pub names: Vec<String>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl LoadStep {
+    pub fn new(dest: LoadDest, names: &[String]) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-load-")
+            .tempdir()
+            .context("creating a temporary directory for the image to load")?;
+        Ok(LoadStep {
+            dest,
+            file: dir.path().join("image.tar"),
+            names: names.to_vec(),
+            _dir: Arc::new(dir),
+        })
+    }
+
+    /// The exporter that writes the tarball: `oci` keeps manifest lists and is what containerd
+    /// imports; `docker` is what an Engine without the containerd image store loads.
+    pub fn exporter_type(&self, platforms: usize) -> &'static str {
+        match &self.dest {
+            LoadDest::Store(ImageStore::Containerd { .. }) => "oci",
+            _ if platforms > 1 => "oci",
+            _ => "docker",
+        }
+    }
+
+    /// Imports the tarball, as one step in the build's display.
+    pub async fn run(
+        &self,
+        driver: &dyn kiln_drivers::Driver,
+        steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
+    ) -> Result<()> {
+        let store = match &self.dest {
+            LoadDest::Store(s) => s.clone(),
+            LoadDest::NodeDefault => driver.default_image_store(),
+        };
+        let title = match &store {
+            ImageStore::Docker => "importing to docker".to_string(),
+            ImageStore::Containerd { namespace, .. } => {
+                format!("importing to containerd namespace {namespace}")
+            }
+        };
+        let step = progress::OwnStep::start(steps, &title).await;
+        let imported = match &store {
+            ImageStore::Docker => load_into_docker(&self.file).await,
+            ImageStore::Containerd { address, namespace } => {
+                import_into_containerd(address, namespace, &self.file, &self.names).await
+            }
+        };
+        match imported {
+            Ok(()) => {
+                step.done(steps).await;
+                Ok(())
+            }
+            Err(e) => {
+                step.failed(steps, &format!("{e:#}")).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn import_into_containerd(
+    address: &Path,
+    namespace: &str,
+    file: &Path,
+    names: &[String],
+) -> Result<()> {
+    let client = crate::containerd::Containerd::connect(address, namespace).await?;
+    let report = crate::containerd::import_oci_tar(&client, file, names).await?;
+    for (name, digest) in &report.images {
+        tracing::debug!(
+            "containerd {namespace}: {name} -> {digest} ({} blobs written, {} present)",
+            report.written,
+            report.present
+        );
+    }
+    Ok(())
+}
+
+/// `docker load` of the tarball into the Engine of the current Docker context.
+async fn load_into_docker(file: &Path) -> Result<()> {
+    let context = crate::dockercfg::current_context_name()?;
+    let host = crate::dockercfg::context_by_name(&context)?
+        .with_context(|| format!("Docker context {context:?} not found"))?
+        .host;
+    let endpoint = kiln_drivers::docker_api::DockerEndpoint::parse(&host)?;
+    let docker = endpoint.api()?;
+    let tar = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let body = tokio_util::io::ReaderStream::new(tar);
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::new()
+        .quiet(true)
+        .build();
+    let mut answers = docker.import_image_stream(options, body, None);
+    while let Some(answer) = answers.next().await {
+        let info = answer.map_err(|e| anyhow::anyhow!("loading into Docker at {host}: {e}"))?;
+        if let Some(line) = info
+            .stream
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            tracing::debug!("docker load: {line}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildkit::session::ExportTarget;
+
+    #[test]
+    fn parses_load_values() {
+        assert_eq!(parse_load("").unwrap(), ImageStore::Docker);
+        assert_eq!(
+            parse_load("containerd:///run/containerd/containerd.sock?namespace=builds").unwrap(),
+            ImageStore::Containerd {
+                address: "/run/containerd/containerd.sock".into(),
+                namespace: "builds".into()
+            }
+        );
+        assert_eq!(
+            parse_load("containerd:///c.sock").unwrap(),
+            ImageStore::Containerd {
+                address: "/c.sock".into(),
+                namespace: "default".into()
+            }
+        );
+        for bad in [
+            "docker",
+            "containerd://",
+            "containerd://rel.sock",
+            "containerd:///c.sock?ns=x",
+            "containerd:///c.sock?namespace=a/b",
+        ] {
+            let e = parse_load(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    fn plan(
+        load: Option<ImageStore>,
+        platforms: &str,
+        features: kiln_drivers::Features,
+    ) -> super::super::ExportPlan {
+        let opts = super::super::BuildOptions {
+            load,
+            tags: vec!["app".into()],
+            platforms: crate::platform::parse_explicit_list(&[platforms]).unwrap(),
+            ..Default::default()
+        };
+        super::super::plan_exports(&opts, &features, "remote").unwrap()
+    }
+
+    fn own_buildkit() -> kiln_drivers::Features {
+        kiln_drivers::Features {
+            oci_exporter: true,
+            docker_exporter: true,
+            multi_platform: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plans_client_side_loads_where_the_node_cannot_store_images() {
+        // --load from a remote builder: a docker tarball for one platform, oci for two.
+        let p = plan(Some(ImageStore::Docker), "linux/amd64", own_buildkit());
+        assert_eq!(p.exporters[0].r#type, "docker");
+        assert_eq!(p.loads[0].dest, LoadDest::Store(ImageStore::Docker));
+        assert_eq!(p.targets[&0], ExportTarget::File(p.loads[0].file.clone()));
+        let p = plan(
+            Some(ImageStore::Docker),
+            "linux/amd64,linux/arm64",
+            own_buildkit(),
+        );
+        assert_eq!(p.exporters[0].r#type, "oci");
+        assert_eq!(p.exporters[0].attrs["name"], "app");
+
+        // The docker driver's Engine stores the image itself.
+        let engine = kiln_drivers::Features {
+            moby_exporter: true,
+            ..own_buildkit()
+        };
+        let p = plan(Some(ImageStore::Docker), "linux/amd64", engine);
+        assert_eq!(p.exporters[0].r#type, "moby");
+        assert!(p.loads.is_empty() && p.targets.is_empty());
+
+        // No output on a node with a default image store.
+        let p = plan(
+            None,
+            "linux/amd64",
+            kiln_drivers::Features {
+                default_load: true,
+                ..own_buildkit()
+            },
+        );
+        assert_eq!(p.loads[0].dest, LoadDest::NodeDefault);
+        let p = plan(None, "linux/amd64", own_buildkit());
+        assert!(p.exporters.is_empty());
+    }
+
+    #[test]
+    fn containerd_load_is_an_oci_export_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::Containerd {
+            address: dir.path().to_path_buf(),
+            namespace: "n".into(),
+        };
+        let engine = kiln_drivers::Features {
+            moby_exporter: true,
+            ..own_buildkit()
+        };
+        let p = plan(Some(store.clone()), "linux/amd64", engine);
+        assert_eq!(p.exporters.len(), 1);
+        assert_eq!(p.exporters[0].r#type, "oci");
+        assert_eq!(p.loads[0].dest, LoadDest::Store(store));
+        let missing = ImageStore::Containerd {
+            address: "/nonexistent/containerd.sock".into(),
+            namespace: "n".into(),
+        };
+        let opts = super::super::BuildOptions {
+            load: Some(missing),
+            ..Default::default()
+        };
+        let e = super::super::plan_exports(&opts, &own_buildkit(), "remote").unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "--load: no containerd socket at /nonexistent/containerd.sock"
+        );
+    }
+
+    #[test]
+    fn containerd_loads_export_oci() {
+        let c = ImageStore::Containerd {
+            address: "/c.sock".into(),
+            namespace: "n".into(),
+        };
+        let step = LoadStep::new(LoadDest::Store(c), &[]).unwrap();
+        assert_eq!(step.exporter_type(1), "oci");
+        let step = LoadStep::new(LoadDest::Store(ImageStore::Docker), &[]).unwrap();
+        assert_eq!(step.exporter_type(1), "docker");
+        assert_eq!(step.exporter_type(2), "oci");
+        assert!(step.file.parent().unwrap().is_dir());
+    }
+}

@@ -1,0 +1,305 @@
+//! Loading results into image stores the builder does not write itself: a containerd
+//! namespace (`--load=containerd://SOCKET?namespace=NS`, containerd 2.1 and 1.6) and the
+//! Docker Engine of the user's context from a `remote` builder (`--load`). Each test checks
+//! what the user would: `ctr images ls` or `docker image inspect`.
+
+mod common;
+#[path = "common/forwarder.rs"]
+#[allow(dead_code)]
+mod forwarder;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use forwarder::{Forwarder, Listen};
+use serde_json::Value;
+
+const TWO_PLATFORMS: &str = "linux/amd64,linux/arm64";
+
+/// A context whose RUN step runs on each platform (arm64 under emulation).
+fn context() -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    write_tree(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox\nARG TARGETPLATFORM\nRUN echo \"built for $TARGETPLATFORM on $(uname -m)\" > /built\n",
+        )],
+    );
+    ctx
+}
+
+fn metadata(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A containerd namespace a test owns: its images and the namespace go on drop.
+struct Namespace {
+    ctr: String,
+    address: String,
+    name: String,
+}
+
+impl Namespace {
+    fn new(ctr_var: &str, address_var: &str) -> Namespace {
+        Namespace {
+            ctr: env(ctr_var),
+            address: env(address_var),
+            name: unique("kiln-load"),
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.ctr);
+        c.args(["-a", &self.address, "-n", &self.name]).args(args);
+        c
+    }
+
+    /// `ctr images ls` as `(name, digest)` pairs.
+    fn images(&self) -> Vec<(String, String)> {
+        let out = stdout(&ok(self.ctr(&["images", "ls"])));
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let digest = cols.iter().find(|c| c.starts_with("sha256:"))?;
+                Some((cols[0].to_string(), digest.to_string()))
+            })
+            .collect()
+    }
+
+    fn load_value(&self) -> String {
+        format!(
+            "--load=containerd://{}?namespace={}",
+            self.address, self.name
+        )
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        for (name, _) in self.images() {
+            let _ = run(self.ctr(&["images", "rm", "--sync", &name]));
+        }
+        let _ = run(self.ctr(&["namespaces", "rm", &self.name]));
+    }
+}
+
+/// Builds two platforms on Engine 28 and loads them into `ns`; returns the reported digest.
+fn build_into(ns: &Namespace, image: &str) -> String {
+    let user = User::new(Engine::Modern);
+    let ctx = context();
+    let meta = ctx.path().join("metadata.json");
+    ok(user.kiln(&[
+        "build",
+        "--progress",
+        "plain",
+        "--platform",
+        TWO_PLATFORMS,
+        "-t",
+        image,
+        &ns.load_value(),
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        ctx.path().to_str().unwrap(),
+    ]));
+    metadata(&meta)["containerimage.digest"]
+        .as_str()
+        .expect("the build reports its digest")
+        .to_string()
+}
+
+fn assert_loaded(ns: &Namespace, image: &str, digest: &str) {
+    let want = (
+        format!("docker.io/library/{image}:latest"),
+        digest.to_string(),
+    );
+    let images = ns.images();
+    assert!(
+        images.contains(&want),
+        "{want:?} not in namespace {}: {images:?}",
+        ns.name
+    );
+    // kiln's lease is gone, and a garbage collection (forced by deleting a lease with --sync)
+    // keeps everything: the labels tie every blob to the image.
+    let leases = stdout(&ok(ns.ctr(&["leases", "ls"])));
+    assert!(!leases.contains("kiln-import"), "{leases}");
+    let lease = stdout(&ok(ns.ctr(&["leases", "create"])));
+    ok(ns.ctr(&["leases", "delete", "--sync", lease.trim()]));
+    // The whole index came along: both platforms' manifests and layers are readable.
+    let out = stdout(&ok(ns.ctr(&["images", "check"])));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&want.0))
+        .unwrap_or_else(|| panic!("{} not checked: {out}", want.0));
+    assert!(line.contains("complete"), "{line}");
+    for platform in TWO_PLATFORMS.split(',') {
+        ok(ns.ctr(&["content", "get", digest]));
+        let manifest = stdout(&ok(ns.ctr(&["content", "get", digest])));
+        let index: Value = serde_json::from_str(&manifest).unwrap();
+        let (os, arch) = platform.split_once('/').unwrap();
+        assert!(
+            index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| { m["platform"]["os"] == os && m["platform"]["architecture"] == arch }),
+            "{platform} missing from {manifest}"
+        );
+    }
+}
+
+#[test]
+fn two_platform_image_loads_into_containerd_2() {
+    let ns = Namespace::new("KILN_TEST_CTR_28", "KILN_TEST_CONTAINERD28_ADDRESS");
+    let image = unique("kiln-load-c2");
+    let digest = build_into(&ns, &image);
+    assert_loaded(&ns, &image, &digest);
+}
+
+#[test]
+fn two_platform_image_loads_into_containerd_1_6() {
+    let ns = Namespace::new("KILN_TEST_CTR_20", "KILN_TEST_CONTAINERD20_ADDRESS");
+    let image = unique("kiln-load-c1");
+    let digest = build_into(&ns, &image);
+    assert_loaded(&ns, &image, &digest);
+}
+
+#[test]
+fn loading_again_moves_the_image_to_the_new_index() {
+    let ns = Namespace::new("KILN_TEST_CTR_28", "KILN_TEST_CONTAINERD28_ADDRESS");
+    let image = unique("kiln-load-again");
+    build_into(&ns, &image);
+    // The provenance record's timestamps make the second index a new one: the record moves.
+    let second = build_into(&ns, &image);
+    assert_loaded(&ns, &image, &second);
+    assert_eq!(ns.images().len(), 1, "{:?}", ns.images());
+}
+
+/// Removes a Docker image on drop.
+struct DockerImage<'a> {
+    user: &'a User,
+    name: String,
+}
+
+impl Drop for DockerImage<'_> {
+    fn drop(&mut self) {
+        let _ = run(self.user.docker(&["image", "rm", "-f", &self.name]));
+    }
+}
+
+fn remote_builder(user: &User, fwd: &Forwarder) -> String {
+    let name = unique("remote-load");
+    ok(user.kiln(&[
+        "create",
+        "--name",
+        &name,
+        "--driver",
+        "remote",
+        &fwd.endpoint,
+    ]));
+    name
+}
+
+#[test]
+fn remote_builder_loads_two_platforms_into_engine_28() {
+    let user = User::new(Engine::Modern);
+    let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
+    let builder = remote_builder(&user, &fwd);
+    let image = DockerImage {
+        user: &user,
+        name: unique("kiln-remote-load"),
+    };
+    let ctx = context();
+    let meta = ctx.path().join("metadata.json");
+    ok(user.kiln(&[
+        "build",
+        "--builder",
+        &builder,
+        "--progress",
+        "plain",
+        "--platform",
+        TWO_PLATFORMS,
+        "-t",
+        &image.name,
+        "--load",
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        ctx.path().to_str().unwrap(),
+    ]));
+    let digest = metadata(&meta)["containerimage.digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inspect: Value =
+        serde_json::from_slice(&ok(user.docker(&["image", "inspect", &image.name])).stdout)
+            .unwrap();
+    // With the containerd image store an image's ID is its index digest.
+    assert_eq!(inspect[0]["Id"], digest.as_str(), "{inspect:#}");
+    for arch in ["amd64", "arm64"] {
+        let out = ok(user.docker(&[
+            "image",
+            "inspect",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--format",
+            "{{.Architecture}}",
+            &image.name,
+        ]));
+        assert_eq!(stdout(&out).trim(), arch);
+    }
+}
+
+#[test]
+fn remote_builder_loads_into_engine_20_as_a_docker_tarball() {
+    // The build runs on Engine 28's BuildKit; the result goes to the user's Engine 20.
+    let user = User::new(Engine::Old);
+    let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
+    let builder = remote_builder(&user, &fwd);
+    let image = DockerImage {
+        user: &user,
+        name: unique("kiln-remote-load20"),
+    };
+    let ctx = context();
+    ok(user.kiln(&[
+        "build",
+        "--builder",
+        &builder,
+        "--progress",
+        "plain",
+        "-t",
+        &image.name,
+        "--load",
+        ctx.path().to_str().unwrap(),
+    ]));
+    let out = ok(user.docker(&["run", "--rm", &image.name, "cat", "/built"]));
+    assert!(
+        stdout(&out).starts_with("built for linux/"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_load_values_fail_with_one_line_naming_the_flag() {
+    let user = User::new(Engine::Modern);
+    let ctx = context();
+    for (value, expect) in [
+        ("--load=docker", "expected no value"),
+        ("--load=containerd://relative.sock", "absolute path"),
+        (
+            "--load=containerd:///run/x.sock?space=a",
+            "unknown parameter \"space=a\"",
+        ),
+        (
+            "--load=containerd:///nonexistent/containerd.sock?namespace=n",
+            "no containerd socket at /nonexistent/containerd.sock",
+        ),
+    ] {
+        let err = fails(user.kiln(&["build", value, ctx.path().to_str().unwrap()]));
+        assert!(err.contains("--load"), "{value}: {err}");
+        assert!(err.contains(expect), "{value}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{value}: {err}");
+    }
+}
