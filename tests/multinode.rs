@@ -70,6 +70,11 @@ fn context(marker: &str, run: &str) -> tempfile::TempDir {
     ctx
 }
 
+/// A tag in a repository of the test registry nobody has pushed to.
+fn fresh_tag(repo: &str) -> String {
+    format!("{}/{}:v1", env("KILN_TEST_REGISTRY"), unique(repo))
+}
+
 fn skopeo_raw(reference: &str) -> serde_json::Value {
     let out = ok(std::process::Command::new(env("KILN_TEST_SKOPEO")).args([
         "inspect",
@@ -175,11 +180,7 @@ fn a_failing_platform_tags_nothing_and_names_its_node() {
     let marker = unique("marker");
     // Fails only on arm64.
     let ctx = context(&marker, "test \"$(uname -m)\" != aarch64");
-    let tag = format!(
-        "{}/{}:v1",
-        env("KILN_TEST_REGISTRY"),
-        unique("kiln/multinode-fail")
-    );
+    let tag = fresh_tag("kiln/multinode-fail");
     let err = fails(t.user.kiln(&[
         "build",
         "--builder",
@@ -344,11 +345,7 @@ fn docker_media_type_parts_merge_into_a_docker_manifest_list() {
     let t = two_nodes();
     let marker = unique("marker");
     let ctx = context(&marker, "true");
-    let tag = format!(
-        "{}/{}:v1",
-        env("KILN_TEST_REGISTRY"),
-        unique("kiln/multinode-docker")
-    );
+    let tag = fresh_tag("kiln/multinode-docker");
     ok(t.user.kiln(&[
         "build",
         "--builder",

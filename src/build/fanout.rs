@@ -143,7 +143,7 @@ pub async fn build(
         .collect();
     drop(status_tx);
 
-    let mut solves = tokio::task::JoinSet::new();
+    let mut solves = super::Solves::new();
     for (i, (p, s)) in parts.iter().zip(&sessions).enumerate() {
         let req = p.plan.request(&p.solve_ref, &s.id);
         let mut control = p.conn.client.control();
@@ -158,22 +158,7 @@ pub async fn build(
             (i, r.map(tonic::Response::into_inner))
         });
     }
-    // The first failure cancels the others: dropping a `Control/Solve` call cancels the build
-    // on its daemon.
-    let mut responses: Vec<Option<control::SolveResponse>> = vec![None; parts.len()];
-    let mut failure: Option<(usize, tonic::Status)> = None;
-    while let Some(joined) = solves.join_next().await {
-        let Ok((i, result)) = joined else { continue };
-        match result {
-            Ok(resp) => responses[i] = Some(resp),
-            Err(status) => {
-                if failure.is_none() {
-                    failure = Some((i, status));
-                    solves.abort_all();
-                }
-            }
-        }
-    }
+    let (responses, failure) = super::join_solves(solves, parts.len()).await;
     for task in status_tasks {
         super::end_status(task).await;
     }

@@ -31,6 +31,7 @@ use crate::buildkit::session::{ExportTarget, SessionContent};
 use crate::buildkit::BuildkitClient;
 use crate::progress::{self, Printer, ProgressMode};
 pub use exporter::{ClientTarget, ExportSpec, ExporterKind};
+pub use fanout::build;
 pub use options::{BuildOptions, NetworkMode};
 
 /// What a finished build reports.
@@ -593,15 +594,34 @@ impl SolvePlan {
     }
 }
 
-/// Runs one build on the nodes of the builder that serve its platforms and returns what
-/// BuildKit reported.
-pub async fn build(
-    builder: &Builder,
-    opts: BuildOptions,
-    mode: ProgressMode,
-    debug: bool,
-) -> Result<BuildResult> {
-    fanout::build(builder, opts, mode, debug).await
+/// Solves running at once, each tagged with its index.
+pub(crate) type Solves =
+    tokio::task::JoinSet<(usize, std::result::Result<control::SolveResponse, tonic::Status>)>;
+
+/// Waits for every solve; the first failure cancels the others (dropping a `Control/Solve`
+/// call cancels the build on its daemon). Returns the responses by index and that failure.
+pub(crate) async fn join_solves(
+    mut solves: Solves,
+    n: usize,
+) -> (
+    Vec<Option<control::SolveResponse>>,
+    Option<(usize, tonic::Status)>,
+) {
+    let mut responses = vec![None; n];
+    let mut failure = None;
+    while let Some(joined) = solves.join_next().await {
+        let Ok((i, result)) = joined else { continue };
+        match result {
+            Ok(resp) => responses[i] = Some(resp),
+            Err(status) => {
+                if failure.is_none() {
+                    failure = Some((i, status));
+                    solves.abort_all();
+                }
+            }
+        }
+    }
+    (responses, failure)
 }
 
 /// The status stream ends once the job is done; gives it a moment to deliver the last events,

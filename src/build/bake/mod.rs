@@ -238,7 +238,7 @@ pub async fn build_many(
     }
     drop(status_tx);
 
-    let mut solves = tokio::task::JoinSet::new();
+    let mut solves = super::Solves::new();
     for (i, t) in targets.iter().enumerate() {
         let job = SolveJob {
             driver: conn.node.driver.clone(),
@@ -259,22 +259,7 @@ pub async fn build_many(
     }
     drop(stages);
 
-    // The first failure cancels every other solve: dropping a `Control/Solve` call cancels
-    // the build on the daemon.
-    let mut responses: Vec<Option<control::SolveResponse>> = vec![None; targets.len()];
-    let mut failure: Option<(usize, tonic::Status)> = None;
-    while let Some(joined) = solves.join_next().await {
-        let Ok((i, result)) = joined else { continue };
-        match result {
-            Ok(resp) => responses[i] = Some(resp),
-            Err(status) => {
-                if failure.is_none() {
-                    failure = Some((i, status));
-                    solves.abort_all();
-                }
-            }
-        }
-    }
+    let (responses, failure) = super::join_solves(solves, targets.len()).await;
     for task in status_tasks {
         super::end_status(task).await;
     }
