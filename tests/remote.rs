@@ -132,6 +132,14 @@ impl Remote {
         let cmd = self.build(&["--push", "-t", &reference]);
         (reference, cmd)
     }
+
+    /// A build that comes back to the client, then one pushed to the registry.
+    fn build_and_push(&self, tag: &str) {
+        self.build_to_oci();
+        let (reference, push) = self.push(tag);
+        ok(push);
+        assert!(registry_tags(&reference).contains(tag), "{reference}");
+    }
 }
 
 fn tls_opts(certs: &Certs, client_cert: bool) -> Vec<String> {
@@ -178,8 +186,8 @@ fn refusing_endpoint() -> String {
 }
 
 #[test]
-fn unix_socket_builds_with_the_session_over_control() {
-    Remote::on_engine28(Listen::Unix, &[]).build_to_oci();
+fn unix_socket_builds_and_pushes_with_the_session_over_control() {
+    Remote::on_engine28(Listen::Unix, &[]).build_and_push("unix");
 }
 
 #[test]
@@ -198,16 +206,13 @@ fn tcp_ls_and_inspect_show_version_and_platforms() {
     );
     let line = r.ls_line();
     assert!(line.contains("running") && line.contains("v0."), "{line}");
-    r.build_to_oci();
+    r.build_and_push("tcp");
 }
 
 #[test]
 fn tls_with_the_right_ca_builds_and_pushes() {
     let certs = Certs::generate();
-    let r = Remote::on_engine28(tls(&certs, false), &tls_opts(&certs, false));
-    let (reference, push) = r.push("v1");
-    ok(push);
-    assert!(registry_tags(&reference).contains("v1"), "{reference}");
+    Remote::on_engine28(tls(&certs, false), &tls_opts(&certs, false)).build_and_push("tls");
 }
 
 #[test]
@@ -240,7 +245,7 @@ fn mtls_rejects_a_missing_client_cert_and_accepts_one() {
     // The same endpoint is `inactive` for that builder, with the reason.
     assert!(without.ls_line().contains("inactive"));
     let with = Remote::at(&without.endpoint, &tls_opts(&certs, true));
-    with.build_to_oci();
+    with.build_and_push("mtls");
 }
 
 #[test]

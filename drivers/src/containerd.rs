@@ -200,6 +200,10 @@ impl Driver for ContainerdDriver {
         self.buildkit.dial_session(headers).await
     }
 
+    fn dials_an_endpoint(&self) -> bool {
+        true
+    }
+
     fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features {
         Features {
             default_load: self.default_load,

@@ -167,6 +167,11 @@ pub trait Driver: Send + Sync + fmt::Debug {
     ) -> Result<Option<BoxIo>, DriverError>;
     /// What this node can do, given the labels its workers report.
     fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features;
+    /// Whether the node's BuildKit is an endpoint someone else runs, so that not reaching it
+    /// (or no answer from it) makes the node `inactive` rather than an error.
+    fn dials_an_endpoint(&self) -> bool {
+        false
+    }
     /// Where results land when the user names no output and `features().default_load` is set,
     /// for nodes whose exporters cannot put them there themselves (no `moby_exporter`).
     fn default_image_store(&self) -> ImageStore {

@@ -407,6 +407,10 @@ impl Driver for RemoteDriver {
         Ok(None)
     }
 
+    fn dials_an_endpoint(&self) -> bool {
+        true
+    }
+
     fn features(&self, worker_labels: &[BTreeMap<String, String>]) -> Features {
         // A BuildKit daemon of its own exports OCI/Docker tarballs, exports caches, builds
         // multi-platform images and pushes itself; it has no Docker image store (no `moby`).

@@ -264,7 +264,7 @@ impl NodeInfo {
     /// reaching it, or it not answering, leaves it `inactive` with the reason (as buildx shows
     /// it); for the other drivers a daemon that should answer and doesn't is an `error`.
     fn unanswered(node: &BuilderNode, reason: String) -> NodeInfo {
-        if dials_an_endpoint(node.driver.kind()) {
+        if node.driver.dials_an_endpoint() {
             NodeInfo::unreachable(node, NodeStatus::Inactive(reason), None)
         } else {
             NodeInfo::unreachable(node, NodeStatus::Inactive(String::new()), Some(reason))
@@ -293,11 +293,6 @@ pub async fn load_nodes(builder: &Builder) -> Vec<NodeInfo> {
     futures::future::join_all(builder.nodes.iter().map(load_node_info)).await
 }
 
-/// Drivers whose BuildKit is an endpoint someone else runs (remote, containerd).
-fn dials_an_endpoint(kind: DriverKind) -> bool {
-    matches!(kind, DriverKind::Remote | DriverKind::Containerd)
-}
-
 async fn ask_node(node: &BuilderNode) -> NodeInfo {
     let status = node.driver.status().await;
     match &status {
@@ -305,7 +300,7 @@ async fn ask_node(node: &BuilderNode) -> NodeInfo {
         // The docker driver's daemon is not kiln's to start: not reaching it is an error, as
         // buildx reports it; other drivers' inactive nodes are simply not started yet.
         // A BuildKit endpoint that cannot be reached is `inactive`, its reason in the status.
-        NodeStatus::Inactive(_) if dials_an_endpoint(node.driver.kind()) => {
+        NodeStatus::Inactive(_) if node.driver.dials_an_endpoint() => {
             return NodeInfo::unreachable(node, status, None)
         }
         NodeStatus::Inactive(reason) if !reason.is_empty() => {
@@ -316,9 +311,7 @@ async fn ask_node(node: &BuilderNode) -> NodeInfo {
     match ask_buildkit(node).await {
         Ok(info) => info,
         // Connected but no usable answer (a hung daemon, a listener that isn't BuildKit).
-        Err(e) if dials_an_endpoint(node.driver.kind()) => {
-            NodeInfo::unanswered(node, format!("{e:#}"))
-        }
+        Err(e) if node.driver.dials_an_endpoint() => NodeInfo::unanswered(node, format!("{e:#}")),
         Err(e) => NodeInfo::unreachable(node, status, Some(format!("{e:#}"))),
     }
 }
