@@ -595,8 +595,10 @@ impl SolvePlan {
 }
 
 /// Solves running at once, each tagged with its index.
-pub(crate) type Solves =
-    tokio::task::JoinSet<(usize, std::result::Result<control::SolveResponse, tonic::Status>)>;
+pub(crate) type Solves = tokio::task::JoinSet<(
+    usize,
+    std::result::Result<control::SolveResponse, tonic::Status>,
+)>;
 
 /// Waits for every solve; the first failure cancels the others (dropping a `Control/Solve`
 /// call cancels the build on its daemon). Returns the responses by index and that failure.

@@ -336,6 +336,7 @@ mod tests {
             "-app",
             "app:tag:tag",
             "app@",
+            "app:tág",
         ] {
             assert!(
                 bad.parse::<Reference>().is_err(),
