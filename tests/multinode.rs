@@ -373,3 +373,80 @@ fn docker_media_type_parts_merge_into_a_docker_manifest_list() {
     // In the order the platforms were asked for.
     assert_eq!(platforms, ["arm64", "amd64"]);
 }
+
+#[test]
+fn bake_places_each_targets_platforms_on_the_nodes_and_merges_per_target() {
+    let t = two_nodes();
+    let marker = unique("marker");
+    let ctx = context(&marker, "uname -m > /arch");
+    let tag = fresh_tag("kiln/multinode-bake");
+    let out = ctx.path().join("tool-out");
+    std::fs::write(
+        ctx.path().join("docker-bake.hcl"),
+        format!(
+            r#"
+group "default" {{
+  targets = ["app", "tool"]
+}}
+target "app" {{
+  platforms = ["linux/amd64", "linux/arm64"]
+  tags = ["{tag}"]
+  output = ["type=image,push=true"]
+}}
+target "tool" {{
+  dockerfile-inline = "FROM busybox\nRUN uname -m > /arch && echo tool\n"
+  platforms = ["linux/arm64"]
+  output = ["type=local,dest={}"]
+}}
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = t.user.kiln(&[
+        "bake",
+        "--builder",
+        &t.name,
+        "--progress",
+        "plain",
+        "--metadata-file",
+        "meta.json",
+    ]);
+    cmd.current_dir(ctx.path());
+    let log = stderr(&ok(cmd));
+    assert!(
+        log.contains("[app amd linux/amd64 3/3] RUN uname -m"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[app arm linux/arm64 3/3] RUN uname -m"),
+        "{log}"
+    );
+    // A target on one node needs no node label.
+    assert!(log.contains("[tool 2/2] RUN uname -m"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("arch")).unwrap(),
+        "aarch64\n"
+    );
+
+    let index = skopeo_raw(&tag);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ctx.path().join("meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        skopeo_raw(&format!(
+            "{}@{}",
+            tag.rsplit_once(':').unwrap().0,
+            meta["app"]["containerimage.digest"].as_str().unwrap()
+        )),
+        index
+    );
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["platform"]["os"] == "linux")
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+}

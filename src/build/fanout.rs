@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use bollard_buildkit_proto::moby::buildkit::v1 as control;
 
 use super::placement::{self, Skipped};
-use super::{call, exporter, inputs, BuildOptions, BuildResult, NodeConn, SolvePlan};
+use super::{call, exporter, inputs, BuildOptions, BuildResult, SolvePlan};
 use crate::builder::Builder;
 use crate::buildkit::session::Session;
 use crate::imagetools;
@@ -22,25 +22,29 @@ use crate::platform::Platform;
 use crate::progress::{self, ProgressMode};
 use crate::registry::{self, Reference};
 
-/// One node's share of the build.
-struct Part<'a> {
-    conn: NodeConn<'a>,
+/// One build among those run together: a plain build has one, `kiln bake` one per target.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    /// The bake target's name; `None` for a plain build.
+    pub name: Option<String>,
+    pub opts: BuildOptions,
+}
+
+/// One node's share of one job.
+struct Part {
+    job: usize,
+    /// Index into the placed connections.
+    conn: usize,
+    /// The job spans several nodes (its parts are merged).
+    split: bool,
     opts: BuildOptions,
     plan: SolvePlan,
     solve_ref: String,
 }
 
-impl Part<'_> {
-    /// How this part is named in the display and in errors: the node, and the platform when the
-    /// frontend will not prefix vertices with it itself (it does when a solve has several).
-    fn label(&self) -> String {
-        match self.opts.platforms.as_slice() {
-            [one] => format!("{} {one}", self.conn.node.name),
-            _ => self.conn.node.name.clone(),
-        }
-    }
-
-    fn platforms(&self) -> String {
+impl Part {
+    /// The node and the platforms, as errors name them: `node arm (linux/arm64)`.
+    fn node_context(&self, node: &str) -> String {
         let ps: Vec<String> = self
             .opts
             .platforms
@@ -48,10 +52,27 @@ impl Part<'_> {
             .map(Platform::to_string)
             .collect();
         if ps.is_empty() {
-            "its default platform".into()
+            format!("node {node}")
         } else {
-            ps.join(",")
+            format!("node {node} ({})", ps.join(","))
         }
+    }
+
+    /// How the display labels this part's steps, when several solves share it: the target
+    /// (with several jobs), then the node and, when the frontend will not prefix vertices with
+    /// it itself (it does when a solve has several), the platform.
+    fn label(&self, jobs: &[Job], node: &str) -> Option<String> {
+        let mut words: Vec<String> = Vec::new();
+        if jobs.len() > 1 {
+            words.extend(jobs[self.job].name.clone());
+        }
+        if self.split {
+            words.push(node.to_string());
+            if let [one] = self.opts.platforms.as_slice() {
+                words.push(one.to_string());
+            }
+        }
+        (!words.is_empty()).then(|| words.join(" "))
     }
 }
 
@@ -63,54 +84,77 @@ pub async fn build(
     mode: ProgressMode,
     debug: bool,
 ) -> Result<BuildResult> {
-    let mut placed = placement::place(builder, &opts.platforms).await?;
-    warn_skipped(&builder.name, &placed.skipped);
-    if opts.call.is_some() {
-        // A subrequest answers the same for every platform: ask one node.
-        placed.parts.truncate(1);
-    }
-    let multi = placed.parts.len() > 1;
-    if multi && opts.load.is_some() {
-        bail!("--load of a build that spans several nodes is not supported: push it (--push), or build one platform per invocation");
-    }
+    let mut results = run(builder, vec![Job { name: None, opts }], mode, debug).await?;
+    Ok(results.remove(0))
+}
 
-    let prepared = inputs::prepare(&opts)?;
-    let mut parts = Vec::new();
-    let mut push_names: Option<String> = None;
-    for (conn, platforms) in placed.parts {
-        let mut node_opts = opts.clone();
-        node_opts.platforms = platforms;
-        let mut plan = super::plan_solve_with(
-            &node_opts,
-            &conn.features,
-            conn.driver_name(),
-            prepared.clone(),
-        )?;
-        if multi {
-            if !plan.exports.loads.is_empty() {
-                // A builder whose nodes load by default (the containerd driver) would load one
-                // platform per node under the same name.
-                bail!("loading the result of a build that spans several nodes is not supported: push it (--push), or build one platform per invocation");
-            }
-            if let Some(names) = push_by_digest(&mut plan.exports.exporters)? {
-                push_names.get_or_insert(names);
-            }
+/// Runs every job at once, each on the nodes that serve its platforms, in one display, and
+/// returns each job's result in order.
+pub(crate) async fn run(
+    builder: &Builder,
+    jobs: Vec<Job>,
+    mode: ProgressMode,
+    debug: bool,
+) -> Result<Vec<BuildResult>> {
+    let wanted: Vec<Vec<Platform>> = jobs.iter().map(|j| j.opts.platforms.clone()).collect();
+    let placed = placement::place(builder, &wanted).await?;
+    warn_skipped(&builder.name, &placed.skipped);
+    let conns = &placed.conns;
+    let node_name = |p: &Part| conns[p.conn].node.name.as_str();
+    let job_context = |j: usize| jobs[j].name.as_ref().map(|n| format!("target {n}"));
+
+    let mut parts: Vec<Part> = Vec::new();
+    let mut push_names: Vec<Option<String>> = vec![None; jobs.len()];
+    for (j, (job, shares)) in jobs.iter().zip(&placed.jobs).enumerate() {
+        // Errors before anything starts name the target they belong to.
+        let in_job = |e: anyhow::Error| match job_context(j) {
+            Some(c) => e.context(c),
+            None => e,
+        };
+        let mut shares = shares.clone();
+        if job.opts.call.is_some() {
+            // A subrequest answers the same for every platform: ask one node.
+            shares.truncate(1);
         }
-        parts.push(Part {
-            conn,
-            opts: node_opts,
-            plan,
-            solve_ref: crate::buildkit::new_id(),
-        });
+        let split = shares.len() > 1;
+        if split && job.opts.load.is_some() {
+            return Err(in_job(anyhow::anyhow!("--load of a build that spans several nodes is not supported: push it (--push), or build one platform per invocation")));
+        }
+        let prepared = inputs::prepare(&job.opts).map_err(in_job)?;
+        for (c, platforms) in shares {
+            let conn = &conns[c];
+            let mut opts = job.opts.clone();
+            opts.platforms = platforms;
+            let mut plan =
+                super::plan_solve_with(&opts, &conn.features, conn.driver_name(), prepared.clone())
+                    .map_err(in_job)?;
+            if split {
+                if !plan.exports.loads.is_empty() {
+                    // A builder whose nodes load by default (the containerd driver) would load
+                    // one platform per node under the same name.
+                    return Err(in_job(anyhow::anyhow!("loading the result of a build that spans several nodes is not supported: push it (--push), or build one platform per invocation")));
+                }
+                if let Some(names) = push_by_digest(&mut plan.exports.exporters).map_err(in_job)? {
+                    push_names[j].get_or_insert(names);
+                }
+            }
+            parts.push(Part {
+                job: j,
+                conn: c,
+                split,
+                opts,
+                plan,
+                solve_ref: crate::buildkit::new_id(),
+            });
+        }
     }
-    drop(prepared);
 
     let sessions: Vec<Session> = parts
         .iter()
         .map(|p| {
             Session::new(
                 "kiln",
-                &p.plan.shared_key(&p.conn.node.name),
+                &p.plan.shared_key(node_name(p)),
                 p.plan.session_content(&p.opts),
             )
         })
@@ -118,13 +162,13 @@ pub async fn build(
     let mut running = Vec::new();
     for (p, s) in parts.iter().zip(&sessions) {
         running.push(
-            s.attach(p.conn.node.driver.as_ref())
+            s.attach(conns[p.conn].node.driver.as_ref())
                 .await
-                .with_context(|| format!("starting a session on node {:?}", p.conn.node.name))?,
+                .with_context(|| format!("starting a session on node {:?}", node_name(p)))?,
         );
     }
 
-    let printer = parts[0].conn.printer(mode, debug);
+    let printer = conns[0].printer(mode, debug);
     let (status_tx, status_rx) = tokio::sync::mpsc::channel(128);
     // Steps kiln runs itself after the solves (pushing from a daemon's store, merging) show in
     // the same display through this sender.
@@ -134,10 +178,10 @@ pub async fn build(
         .iter()
         .map(|p| {
             tokio::spawn(super::stream_status(
-                p.conn.client.control(),
+                conns[p.conn].client.control(),
                 p.solve_ref.clone(),
                 status_tx.clone(),
-                multi.then(|| p.label()),
+                p.label(&jobs, node_name(p)),
             ))
         })
         .collect();
@@ -146,8 +190,8 @@ pub async fn build(
     let mut solves = super::Solves::new();
     for (i, (p, s)) in parts.iter().zip(&sessions).enumerate() {
         let req = p.plan.request(&p.solve_ref, &s.id);
-        let mut control = p.conn.client.control();
-        let driver = p.conn.node.driver.clone();
+        let mut control = conns[p.conn].client.control();
+        let driver = conns[p.conn].node.driver.clone();
         let is_call = p.opts.call.is_some();
         solves.spawn(async move {
             let r = if is_call {
@@ -169,64 +213,102 @@ pub async fn build(
         for (p, resp) in parts.iter().zip(responses) {
             let r = p
                 .plan
-                .finish(&p.conn, resp.unwrap_or_default(), &own_steps)
+                .finish(&conns[p.conn], resp.unwrap_or_default(), &own_steps)
                 .await;
-            finished.push(
-                r.with_context(|| format!("node {:?} ({})", p.conn.node.name, p.platforms())),
-            );
+            finished.push(r.with_context(|| p.node_context(node_name(p))));
         }
     }
-    let merged = match (&failure, &push_names) {
-        (None, Some(names)) if finished.iter().all(Result::is_ok) => {
-            Some(merge_step(names, &finished, &opts, &own_steps).await)
-        }
-        _ => None,
-    };
+    let mut merged: Vec<Option<Result<String>>> = Vec::new();
+    for (j, names) in push_names.iter().enumerate() {
+        let responses: Vec<&Result<BTreeMap<String, String>>> = parts
+            .iter()
+            .zip(&finished)
+            .filter(|(p, _)| p.job == j)
+            .map(|(_, r)| r)
+            .collect();
+        merged.push(match names {
+            Some(names) if failure.is_none() && responses.iter().all(|r| r.is_ok()) => {
+                let ok: Vec<&BTreeMap<String, String>> =
+                    responses.iter().filter_map(|r| r.as_ref().ok()).collect();
+                Some(merge_step(names, &ok, &jobs[j].opts, &own_steps).await)
+            }
+            _ => None,
+        });
+    }
     drop(own_steps);
 
     let (mut printer, summary) = display.await.context("progress display")?;
     printer.print_warnings(&summary);
     if let Some((i, status)) = failure {
         let p = &parts[i];
+        let node = node_name(p);
         if let Some(e) = p
             .opts
             .call
             .as_ref()
-            .and_then(|c| c.unsupported_error(&status, &builder.name, &p.conn.node.name))
+            .and_then(|c| c.unsupported_error(&status, &builder.name, node))
         {
-            return Err(e);
+            return Err(match job_context(p.job) {
+                Some(c) => e.context(c),
+                None => e,
+            });
         }
         let err = progress::error::SolveError::from_status(&status);
-        let rendered = if multi {
-            let context = format!("node {} ({})", p.conn.node.name, p.platforms());
-            err.render(&[context.as_str(), "failed to solve"])
-        } else {
+        let mut context: Vec<String> = job_context(p.job).into_iter().collect();
+        if p.split {
+            context.push(p.node_context(node));
+        }
+        let rendered = if context.is_empty() {
             progress::error::render_solve_error(&status, &summary)
+        } else {
+            context.push("failed to solve".into());
+            let context: Vec<&str> = context.iter().map(String::as_str).collect();
+            err.render(&context)
         };
         eprint!("{rendered}");
         return Err(anyhow::Error::new(crate::AlreadyReported(
             u8::try_from(err.exit_code()).unwrap_or(1),
         )));
     }
+
+    let mut finished: Vec<Option<BTreeMap<String, String>>> = finished
+        .into_iter()
+        .zip(&parts)
+        .map(|(r, p)| match job_context(p.job) {
+            Some(c) => r.context(c),
+            None => r,
+        })
+        .map(|r| r.map(Some))
+        .collect::<Result<_>>()?;
     let mut results = Vec::new();
-    for r in finished {
-        results.push(r?);
+    for (j, merged) in merged.into_iter().enumerate() {
+        let first = parts
+            .iter()
+            .position(|p| p.job == j)
+            .context("a job has no node")?;
+        let mut exporter_response = match merged {
+            Some(digest) => {
+                let digest = match job_context(j) {
+                    Some(c) => digest.context(c)?,
+                    None => digest?,
+                };
+                BTreeMap::from([("containerimage.digest".to_string(), digest)])
+            }
+            None => finished[first].take().unwrap_or_default(),
+        };
+        let p = &parts[first];
+        if p.opts.call.is_none() {
+            exporter_response.insert(
+                "buildx.build.ref".into(),
+                conns[p.conn].build_ref(&p.solve_ref),
+            );
+        }
+        results.push(BuildResult {
+            exporter_response,
+            warnings: summary.warnings.clone(),
+        });
     }
-    let first = &parts[0];
-    let mut exporter_response = match merged {
-        Some(digest) => BTreeMap::from([("containerimage.digest".to_string(), digest?)]),
-        None => results.into_iter().next().unwrap_or_default(),
-    };
-    if opts.call.is_none() {
-        exporter_response.insert(
-            "buildx.build.ref".into(),
-            first.conn.build_ref(&first.solve_ref),
-        );
-    }
-    Ok(BuildResult {
-        exporter_response,
-        warnings: summary.warnings.clone(),
-    })
+    Ok(results)
 }
 
 /// Says which nodes the build leaves out, before the display starts.
@@ -288,14 +370,12 @@ fn repositories(names: &str) -> Result<String> {
 /// Merges the per-node results into one manifest list under every name, as a display step.
 async fn merge_step(
     names: &str,
-    finished: &[Result<BTreeMap<String, String>>],
+    responses: &[&BTreeMap<String, String>],
     opts: &BuildOptions,
     steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
 ) -> Result<String> {
     let step = progress::OwnStep::start(steps, &format!("merging manifest list {names}")).await;
-    let responses: Vec<&BTreeMap<String, String>> =
-        finished.iter().filter_map(|r| r.as_ref().ok()).collect();
-    match merge(names, &responses, opts).await {
+    match merge(names, responses, opts).await {
         Ok(digest) => {
             step.done(steps).await;
             Ok(digest)

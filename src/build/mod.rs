@@ -10,7 +10,7 @@ pub mod cache;
 pub mod call;
 pub mod entitlements;
 pub mod exporter;
-mod fanout;
+pub(crate) mod fanout;
 pub mod flags;
 mod inputs;
 pub mod load;

@@ -8,11 +8,10 @@
 //! no node serves is an error before anything starts. Nodes that cannot be reached are left
 //! out and named, so a builder with a dead node still builds on the live ones.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::NodeConn;
 use crate::builder::Builder;
@@ -168,20 +167,27 @@ pub fn assign(
     Ok(out)
 }
 
-/// The nodes a build runs on, connected, each with its share of the platforms.
+/// The nodes a build runs on, connected, and each job's share of them.
 pub(crate) struct Placed<'a> {
-    pub parts: Vec<(NodeConn<'a>, Vec<Platform>)>,
+    pub conns: Vec<NodeConn<'a>>,
+    /// Per job (in the order asked): indexes into `conns`, each with its platforms.
+    pub jobs: Vec<Vec<(usize, Vec<Platform>)>>,
     pub skipped: Vec<Skipped>,
 }
 
-/// Connects to the builder's nodes and decides which builds what. A one-node builder is used
-/// as it is (its daemon decides what it can build); a multi-node builder connects to every
-/// node at once, leaves out the ones that fail, and places the platforms on the rest.
-pub(crate) async fn place<'a>(builder: &'a Builder, wanted: &[Platform]) -> Result<Placed<'a>> {
+/// Connects to the builder's nodes and decides which builds what, for each job's platforms. A
+/// one-node builder is used as it is (its daemon decides what it can build); a multi-node
+/// builder connects to every node at once, leaves out the ones that fail, and places the
+/// platforms on the rest.
+pub(crate) async fn place<'a>(
+    builder: &'a Builder,
+    wanted: &[Vec<Platform>],
+) -> Result<Placed<'a>> {
     if builder.nodes.len() <= 1 {
         let conn = NodeConn::connect(builder).await?;
         return Ok(Placed {
-            parts: vec![(conn, wanted.to_vec())],
+            conns: vec![conn],
+            jobs: wanted.iter().map(|w| vec![(0, w.clone())]).collect(),
             skipped: Vec::new(),
         });
     }
@@ -228,18 +234,21 @@ pub(crate) async fn place<'a>(builder: &'a Builder, wanted: &[Platform]) -> Resu
             reported: c.reported_platforms.clone(),
         })
         .collect();
-    let assignments = assign(&builder.name, wanted, &candidates, &skipped)?;
-    let mut by_index: BTreeMap<usize, NodeConn<'a>> = conns.into_iter().enumerate().collect();
-    let parts = assignments
-        .into_iter()
-        .map(|a| {
-            let conn = by_index
-                .remove(&a.node)
-                .context("a node was assigned twice")?;
-            Ok((conn, a.platforms))
+    let jobs = wanted
+        .iter()
+        .map(|w| {
+            let assigned = assign(&builder.name, w, &candidates, &skipped)?;
+            Ok(assigned
+                .into_iter()
+                .map(|a| (a.node, a.platforms))
+                .collect())
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Placed { parts, skipped })
+    Ok(Placed {
+        conns,
+        jobs,
+        skipped,
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@
 //!   shared vertices are built once.
 //! - **Failure.** The first target that fails cancels the others' solves; the error names it.
 //!
+//! On a builder with several nodes, targets are placed on nodes platform by platform and run
+//! through the build fan-out instead (see [`build_on_nodes`]).
+//!
 //! Which options a target has is decided before this module (commands parse bake targets into
 //! [`BuildOptions`]); this module never reads bake files.
 
@@ -139,6 +142,13 @@ pub async fn build_many(
 ) -> Result<BakeResults> {
     if targets.is_empty() {
         bail!("no targets to build");
+    }
+    if builder.nodes.len() > 1
+        && targets
+            .iter()
+            .all(|t| target_links(&t.opts, &targets).is_empty())
+    {
+        return build_on_nodes(builder, targets, mode, debug).await;
     }
     let conn = NodeConn::connect(builder).await?;
     let mut plans = Vec::new();
@@ -313,6 +323,27 @@ pub async fn build_many(
         );
     }
     Ok(out)
+}
+
+/// A multi-node builder: each target's platforms go to the nodes that serve them, as for a
+/// single build, all targets in one display. Targets that feed each other (`target:`
+/// contexts) need their results on one node, so such bakes stay on the first node.
+async fn build_on_nodes(
+    builder: &Builder,
+    targets: Vec<TargetBuild>,
+    mode: ProgressMode,
+    debug: bool,
+) -> Result<BakeResults> {
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let jobs = targets
+        .into_iter()
+        .map(|t| super::fanout::Job {
+            name: Some(t.name),
+            opts: t.opts,
+        })
+        .collect();
+    let results = super::fanout::run(builder, jobs, mode, debug).await?;
+    Ok(names.into_iter().zip(results).collect())
 }
 
 /// `--debug`: how many times each local directory was pulled through FileSync.
