@@ -450,3 +450,33 @@ target "tool" {{
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
 }
+
+#[test]
+fn a_local_export_from_two_nodes_lands_in_one_directory_per_platform() {
+    let t = two_nodes();
+    let marker = unique("marker");
+    let ctx = context(&marker, "uname -m > /arch");
+    let out = ctx.path().join("out");
+    ok(t.user.kiln(&[
+        "build",
+        "--builder",
+        &t.name,
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--progress",
+        "quiet",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        ctx.path().to_str().unwrap(),
+    ]));
+    for (dir, arch) in [("linux_amd64", "x86_64\n"), ("linux_arm64", "aarch64\n")] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(dir).join("arch")).unwrap(),
+            arch
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join(dir).join("marker")).unwrap(),
+            marker
+        );
+    }
+}

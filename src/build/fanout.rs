@@ -332,6 +332,13 @@ fn push_by_digest(exporters: &mut [control::Exporter]) -> Result<Option<String>>
             t @ ("oci" | "tar" | "docker") => {
                 bail!("{t} for multi-node builds currently not supported")
             }
+            // Each node writes its platforms under their own directory, as one solve for all
+            // of them would, instead of over each other.
+            "local" => {
+                e.attrs
+                    .entry("platform-split".into())
+                    .or_insert_with(|| "true".into());
+            }
             "moby" if pushes => bail!(
                 "multi-node push can't currently be performed with the docker driver, please switch to a different driver"
             ),
