@@ -33,27 +33,15 @@ done
 cat > "$WORK/count.py" <<'PY'
 # Forwards HTTP/1.1 to the registry, counting request body bytes sent to blob upload URLs.
 import socket, sys, threading
+from relay import pump
 upstream = sys.argv[1].split(":")
 count_file = sys.argv[2]
 lock = threading.Lock()
 total = [0]
 
-def pipe(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except OSError:
-        pass
-    for s in (a, b):
-        try: s.shutdown(socket.SHUT_RDWR)
-        except OSError: pass
-
 def serve(c):
     up = socket.create_connection((upstream[0], int(upstream[1])))
-    threading.Thread(target=pipe, args=(up, c), daemon=True).start()
+    threading.Thread(target=pump, args=(up, c), daemon=True).start()
     f = c.makefile("rb")
     try:
         while True:

@@ -32,21 +32,9 @@ openssl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca-key.pem" -CA
 
 cat > "$WORK/forward.py" <<'PY'
 import os, socket, ssl, sys, threading
+from relay import pump
 engine, unix_path, certs = sys.argv[1], sys.argv[2], sys.argv[3]
 engine = engine[len("unix://"):]
-
-def pump(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except OSError:
-        pass
-    for s in (a, b):
-        try: s.shutdown(socket.SHUT_RDWR)
-        except OSError: pass
 
 def serve(client):
     up = socket.socket(socket.AF_UNIX)
@@ -93,6 +81,8 @@ PY
 
 SOCK="$WORK/buildkitd.sock"
 coproc FWD { exec python3 "$WORK/forward.py" "$KILN_TEST_ENGINE28_HOST" "$SOCK" "$C"; }
+# bash unsets FWD_PID when the coprocess ends; keep it for the trap.
+# shellcheck disable=SC2269
 FWD_PID=$FWD_PID
 trap 'kill "$FWD_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 read -r PORT <&"${FWD[0]}"

@@ -32,6 +32,17 @@ impl Namespace {
     fn images(&self) -> String {
         stdout(&ok(ctr(&self.0, &["images", "ls"])))
     }
+
+    /// The `ctr images ls` line of the image a build tagged `image`.
+    fn image_line(&self, image: &str) -> String {
+        let want = format!("docker.io/library/{image}:latest ");
+        let images = self.images();
+        images
+            .lines()
+            .find(|l| l.starts_with(&want))
+            .unwrap_or_else(|| panic!("{want} not in {images}"))
+            .to_string()
+    }
 }
 
 impl Drop for Namespace {
@@ -117,21 +128,12 @@ fn builds_without_an_output_land_in_the_namespace() {
 
     let one = unique("kiln-driver-one");
     let digest = build(&user, &b, &one, &[]);
-    let images = ns.images();
-    let want = format!("docker.io/library/{one}:latest");
-    let line = images
-        .lines()
-        .find(|l| l.starts_with(&format!("{want} ")))
-        .unwrap_or_else(|| panic!("{want} not in {images}"));
+    let line = ns.image_line(&one);
     assert!(line.contains(&digest), "{line} should point at {digest}");
 
     let two = unique("kiln-driver-two");
     let digest = build(&user, &b, &two, &["--platform", "linux/amd64,linux/arm64"]);
-    let images = ns.images();
-    let line = images
-        .lines()
-        .find(|l| l.starts_with(&format!("docker.io/library/{two}:latest ")))
-        .unwrap_or_else(|| panic!("{two} not in {images}"));
+    let line = ns.image_line(&two);
     assert!(line.contains(&digest), "{line}");
     assert!(
         line.contains("linux/amd64") && line.contains("linux/arm64"),

@@ -63,6 +63,21 @@ fn push_image(user: &User, reference: &str, platform: &str, kind: Kind) {
     ]));
 }
 
+/// A new repository `NAME-…` in the test registry holding `:amd64` and `:arm64`, one image of
+/// `kind` for each platform.
+fn two_platform_repo(user: &User, name: &str, kind: Kind) -> String {
+    let repo = format!("{}/{}", env("KILN_TEST_REGISTRY"), unique(name));
+    for arch in ["amd64", "arm64"] {
+        push_image(
+            user,
+            &format!("{repo}:{arch}"),
+            &format!("linux/{arch}"),
+            kind,
+        );
+    }
+    repo
+}
+
 fn raw_with_buildx(user: &User, reference: &str) -> serde_json::Value {
     let out = ok(user.buildx(&["imagetools", "inspect", "--raw", reference]));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -327,12 +342,9 @@ fn url_query_values(path: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn write_auths(user: &User, registry: &str) {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        env("KILN_TEST_AUTH_USER"),
-        env("KILN_TEST_AUTH_PASSWORD")
-    ));
+/// A Docker config for `user` that logs in to `registry` as `login` (`USER:PASSWORD`).
+fn write_login(user: &User, registry: &str, login: &str) {
+    let auth = base64::engine::general_purpose::STANDARD.encode(login);
     std::fs::write(
         user.docker_config().join("config.json"),
         format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#),
@@ -340,26 +352,24 @@ fn write_auths(user: &User, registry: &str) {
     .unwrap();
 }
 
+/// A Docker config with the auth registry's credentials for `registry`.
+fn write_auths(user: &User, registry: &str) {
+    let login = format!(
+        "{}:{}",
+        env("KILN_TEST_AUTH_USER"),
+        env("KILN_TEST_AUTH_PASSWORD")
+    );
+    write_login(user, registry, &login);
+}
+
 #[test]
 fn merge_two_platforms_across_repositories_without_uploading_blobs() {
     let user = User::new(Engine::Modern);
     let proxy = Proxy::start(None);
     let reg = proxy.registry();
-    let src_path = unique("kiln/itools-src");
     // The sources are pushed straight to the registry, and read back through the proxy.
-    let direct = format!("{}/{src_path}", env("KILN_TEST_REGISTRY"));
-    push_image(
-        &user,
-        &format!("{direct}:amd64"),
-        "linux/amd64",
-        Kind::Attested,
-    );
-    push_image(
-        &user,
-        &format!("{direct}:arm64"),
-        "linux/arm64",
-        Kind::Attested,
-    );
+    let direct = two_platform_repo(&user, "kiln/itools-src", Kind::Attested);
+    let src_path = direct.split_once('/').unwrap().1;
     let src = format!("{reg}/{src_path}");
     let dst_path = unique("kiln/itools-dst");
     let dst = format!("{reg}/{dst_path}");
@@ -418,20 +428,7 @@ fn merge_two_platforms_across_repositories_without_uploading_blobs() {
 #[test]
 fn inspect_prints_what_buildx_prints() {
     let user = User::new(Engine::Modern);
-    let reg = env("KILN_TEST_REGISTRY");
-    let repo = format!("{reg}/{}", unique("kiln/itools-inspect"));
-    push_image(
-        &user,
-        &format!("{repo}:amd64"),
-        "linux/amd64",
-        Kind::Attested,
-    );
-    push_image(
-        &user,
-        &format!("{repo}:arm64"),
-        "linux/arm64",
-        Kind::Attested,
-    );
+    let repo = two_platform_repo(&user, "kiln/itools-inspect", Kind::Attested);
     push_image(&user, &format!("{repo}:plain"), "linux/arm64", Kind::Docker);
     push_image(&user, &format!("{repo}:oci"), "linux/amd64", Kind::Oci);
     let merged = format!("{repo}:merged");
@@ -507,10 +504,7 @@ fn inspect_prints_what_buildx_prints() {
 #[test]
 fn single_sources_append_and_annotations_follow_buildx() {
     let user = User::new(Engine::Modern);
-    let reg = env("KILN_TEST_REGISTRY");
-    let repo = format!("{reg}/{}", unique("kiln/itools-append"));
-    push_image(&user, &format!("{repo}:amd64"), "linux/amd64", Kind::Docker);
-    push_image(&user, &format!("{repo}:arm64"), "linux/arm64", Kind::Docker);
+    let repo = two_platform_repo(&user, "kiln/itools-append", Kind::Docker);
     let amd64 = format!("{repo}:amd64");
     let arm64 = format!("{repo}:arm64");
 
@@ -618,23 +612,7 @@ fn single_sources_append_and_annotations_follow_buildx() {
 #[test]
 fn the_auth_registry_needs_credentials_from_docker_config() {
     let user = User::new(Engine::Modern);
-    let plain = format!(
-        "{}/{}",
-        env("KILN_TEST_REGISTRY"),
-        unique("kiln/itools-authsrc")
-    );
-    push_image(
-        &user,
-        &format!("{plain}:amd64"),
-        "linux/amd64",
-        Kind::Docker,
-    );
-    push_image(
-        &user,
-        &format!("{plain}:arm64"),
-        "linux/arm64",
-        Kind::Docker,
-    );
+    let plain = two_platform_repo(&user, "kiln/itools-authsrc", Kind::Docker);
     let auth_reg = env("KILN_TEST_AUTH_REGISTRY");
     let target = format!("{auth_reg}/{}:merged", unique("kiln/itools-auth"));
     let create = [
@@ -670,14 +648,7 @@ fn the_auth_registry_needs_credentials_from_docker_config() {
         assert!(!text.contains(&password), "the password leaked");
     }
     // Wrong credentials are refused, and still without echoing them.
-    std::fs::write(
-        user.docker_config().join("config.json"),
-        format!(
-            r#"{{"auths":{{"{auth_reg}":{{"auth":"{}"}}}}}}"#,
-            base64::engine::general_purpose::STANDARD.encode("kiln:not-the-password")
-        ),
-    )
-    .unwrap();
+    write_login(&user, &auth_reg, "kiln:not-the-password");
     let err = fails(user.kiln(&["imagetools", "inspect", &target]));
     assert!(err.contains("authentication failed"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
@@ -686,23 +657,7 @@ fn the_auth_registry_needs_credentials_from_docker_config() {
 #[test]
 fn bearer_token_flow_with_and_without_a_login() {
     let user = User::new(Engine::Modern);
-    let plain = format!(
-        "{}/{}",
-        env("KILN_TEST_REGISTRY"),
-        unique("kiln/itools-bearer")
-    );
-    push_image(
-        &user,
-        &format!("{plain}:amd64"),
-        "linux/amd64",
-        Kind::Docker,
-    );
-    push_image(
-        &user,
-        &format!("{plain}:arm64"),
-        "linux/arm64",
-        Kind::Docker,
-    );
+    let plain = two_platform_repo(&user, "kiln/itools-bearer", Kind::Docker);
     let path = plain.split_once('/').unwrap().1.to_string();
 
     // Anonymous: the token endpoint is asked without credentials.

@@ -86,12 +86,12 @@ impl Drop for Namespace {
     }
 }
 
-/// Builds two platforms on Engine 28 and loads them into `ns`; returns the reported digest.
-fn build_into(ns: &Namespace, image: &str) -> String {
-    let user = User::new(Engine::Modern);
+/// Builds two platforms as `user` with `load` (the flags saying where the result goes); returns
+/// the digest the build reports.
+fn build_two_platforms(user: &User, load: &[&str], image: &str) -> String {
     let ctx = context();
     let meta = ctx.path().join("metadata.json");
-    ok(user.kiln(&[
+    let mut args = vec![
         "build",
         "--progress",
         "plain",
@@ -99,15 +99,21 @@ fn build_into(ns: &Namespace, image: &str) -> String {
         TWO_PLATFORMS,
         "-t",
         image,
-        &ns.load_value(),
         "--metadata-file",
         meta.to_str().unwrap(),
         ctx.path().to_str().unwrap(),
-    ]));
+    ];
+    args.splice(1..1, load.iter().copied());
+    ok(user.kiln(&args));
     metadata(&meta)["containerimage.digest"]
         .as_str()
         .expect("the build reports its digest")
         .to_string()
+}
+
+/// Builds two platforms on Engine 28 and loads them into `ns`; returns the reported digest.
+fn build_into(ns: &Namespace, image: &str) -> String {
+    build_two_platforms(&User::new(Engine::Modern), &[&ns.load_value()], image)
 }
 
 fn assert_loaded(ns: &Namespace, image: &str, digest: &str) {
@@ -150,20 +156,22 @@ fn assert_loaded(ns: &Namespace, image: &str, digest: &str) {
     }
 }
 
-#[test]
-fn two_platform_image_loads_into_containerd_2() {
-    let ns = Namespace::new("KILN_TEST_CTR_28", "KILN_TEST_CONTAINERD28_ADDRESS");
-    let image = unique("kiln-load-c2");
+/// A fresh namespace of the containerd the variables name receives a two-platform image whole.
+fn two_platforms_load_into(ctr_var: &str, address_var: &str) {
+    let ns = Namespace::new(ctr_var, address_var);
+    let image = unique("kiln-load-image");
     let digest = build_into(&ns, &image);
     assert_loaded(&ns, &image, &digest);
 }
 
 #[test]
+fn two_platform_image_loads_into_containerd_2() {
+    two_platforms_load_into("KILN_TEST_CTR_28", "KILN_TEST_CONTAINERD28_ADDRESS");
+}
+
+#[test]
 fn two_platform_image_loads_into_containerd_1_6() {
-    let ns = Namespace::new("KILN_TEST_CTR_20", "KILN_TEST_CONTAINERD20_ADDRESS");
-    let image = unique("kiln-load-c1");
-    let digest = build_into(&ns, &image);
-    assert_loaded(&ns, &image, &digest);
+    two_platforms_load_into("KILN_TEST_CTR_20", "KILN_TEST_CONTAINERD20_ADDRESS");
 }
 
 #[test]
@@ -211,27 +219,7 @@ fn remote_builder_loads_two_platforms_into_engine_28() {
         user: &user,
         name: unique("kiln-remote-load"),
     };
-    let ctx = context();
-    let meta = ctx.path().join("metadata.json");
-    ok(user.kiln(&[
-        "build",
-        "--builder",
-        &builder,
-        "--progress",
-        "plain",
-        "--platform",
-        TWO_PLATFORMS,
-        "-t",
-        &image.name,
-        "--load",
-        "--metadata-file",
-        meta.to_str().unwrap(),
-        ctx.path().to_str().unwrap(),
-    ]));
-    let digest = metadata(&meta)["containerimage.digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = build_two_platforms(&user, &["--builder", &builder, "--load"], &image.name);
     let inspect: Value =
         serde_json::from_slice(&ok(user.docker(&["image", "inspect", &image.name])).stdout)
             .unwrap();

@@ -230,12 +230,7 @@ impl Driver for ContainerdDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::opts_of as opts;
 
     #[test]
     fn needs_an_existing_socket() {

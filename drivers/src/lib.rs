@@ -212,3 +212,11 @@ pub fn validate_driver_opts(
         DriverKind::Containerd => containerd::validate_opts(opts),
     }
 }
+
+/// Driver options as `--driver-opt` pairs give them, for the drivers' unit tests.
+#[cfg(test)]
+fn opts_of(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

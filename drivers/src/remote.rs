@@ -430,12 +430,7 @@ impl Driver for RemoteDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::opts_of as opts;
 
     #[test]
     fn parses_endpoints() {

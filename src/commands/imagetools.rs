@@ -5,17 +5,15 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
-use bollard_buildkit_proto::google::protobuf::Timestamp;
-use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
+use bollard_buildkit_proto::moby::buildkit::v1::StatusResponse;
 use tokio::sync::mpsc;
 
 use super::Ctx;
 use crate::build::attest::Annotation;
 use crate::imagetools::{self, CreateRequest, Output, PushEvent, Template};
-use crate::progress::{self, Printer, ProgressMode};
+use crate::progress::{self, OwnStep, Printer, ProgressMode};
 use crate::registry::{Client, Reference};
 
 #[derive(Debug, clap::Args)]
@@ -128,7 +126,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     let display = tokio::spawn(progress::run(Printer::new(mode), rx));
     let steps = PushSteps {
         tx,
-        vertices: Mutex::new(HashMap::new()),
+        steps: Mutex::new(HashMap::new()),
     };
     let created =
         imagetools::create_for_platforms(&client, &req, &platforms, &|tag, e| steps.report(tag, e))
@@ -145,68 +143,38 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// buildx's `[internal] pushing TAG` steps: one vertex per tag in the progress display.
+/// buildx's `[internal] pushing TAG` steps: one step per tag in the progress display.
 struct PushSteps {
     tx: mpsc::Sender<StatusResponse>,
-    vertices: Mutex<HashMap<String, Vertex>>,
+    steps: Mutex<HashMap<String, OwnStep>>,
 }
 
 impl PushSteps {
     fn report(&self, tag: &Reference, event: PushEvent) {
         let key = tag.to_string();
-        let mut vertices = self.vertices.lock().expect("push steps");
+        let mut steps = self.steps.lock().expect("push steps");
         let status = match event {
             PushEvent::Started => {
-                let v = Vertex {
-                    digest: format!("kiln-push:{}", crate::buildkit::new_id()),
-                    name: format!("[internal] pushing {tag}"),
-                    started: Some(now()),
-                    ..Default::default()
-                };
-                vertices.insert(key, v.clone());
-                StatusResponse {
-                    vertexes: vec![v],
-                    ..Default::default()
-                }
+                let (step, shown) = OwnStep::begin(&format!("[internal] pushing {tag}"));
+                steps.insert(key, step);
+                shown
             }
             PushEvent::Log(line) => {
-                let Some(v) = vertices.get(&key) else { return };
-                StatusResponse {
-                    logs: vec![VertexLog {
-                        vertex: v.digest.clone(),
-                        timestamp: Some(now()),
-                        stream: 1,
-                        msg: format!("{line}\n").into_bytes(),
-                    }],
-                    ..Default::default()
-                }
+                let Some(step) = steps.get(&key) else { return };
+                step.log(&line)
             }
             PushEvent::Done | PushEvent::Failed(_) => {
-                let Some(v) = vertices.get_mut(&key) else {
+                let Some(step) = steps.remove(&key) else {
                     return;
                 };
-                v.completed = Some(now());
-                if let PushEvent::Failed(e) = event {
-                    v.error = e;
-                }
-                StatusResponse {
-                    vertexes: vec![v.clone()],
-                    ..Default::default()
+                match event {
+                    PushEvent::Failed(e) => step.end(&e),
+                    _ => step.end(""),
                 }
             }
         };
         // The display keeps up with a handful of steps; a full channel only loses a log line.
         let _ = self.tx.try_send(status);
-    }
-}
-
-fn now() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
     }
 }
 

@@ -1,7 +1,11 @@
-//! The few containerd API messages kiln sends, declared by hand from containerd's `.proto` files
+//! The few containerd API messages kiln speaks, declared by hand from containerd's `.proto` files
 //! (`api/services/{content,images,leases,version}/v1`, `api/types/descriptor.proto`) so that
 //! building kiln needs no `protoc`. Field numbers must match those files; unused fields are left
 //! out (protobuf skips unknown fields on decode).
+//!
+//! The content service's messages serve both sides: kiln's containerd client writes blobs with
+//! them, and the build session's content store ([`crate::buildkit::session`]) answers BuildKit
+//! with them.
 
 use std::collections::HashMap;
 
@@ -86,6 +90,10 @@ pub struct ContentInfo {
     pub digest: String,
     #[prost(int64, tag = "2")]
     pub size: i64,
+    #[prost(message, optional, tag = "3")]
+    pub created_at: Option<prost_types::Timestamp>,
+    #[prost(message, optional, tag = "4")]
+    pub updated_at: Option<prost_types::Timestamp>,
     #[prost(map = "string, string", tag = "5")]
     pub labels: HashMap<String, String>,
 }
@@ -118,6 +126,27 @@ pub struct UpdateContentRequest {
 pub struct UpdateContentResponse {
     #[prost(message, optional, tag = "1")]
     pub info: Option<ContentInfo>,
+}
+
+/// `containerd.services.content.v1.ReadContentRequest`: `size` 0 (or past the end) reads to
+/// the end of the blob.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadContentRequest {
+    #[prost(string, tag = "1")]
+    pub digest: String,
+    #[prost(int64, tag = "2")]
+    pub offset: i64,
+    #[prost(int64, tag = "3")]
+    pub size: i64,
+}
+
+/// `containerd.services.content.v1.ReadContentResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadContentResponse {
+    #[prost(int64, tag = "1")]
+    pub offset: i64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
 }
 
 /// `containerd.services.content.v1.WriteAction`.
@@ -153,6 +182,10 @@ pub struct WriteContentRequest {
 pub struct WriteContentResponse {
     #[prost(enumeration = "WriteAction", tag = "1")]
     pub action: i32,
+    #[prost(message, optional, tag = "2")]
+    pub started_at: Option<prost_types::Timestamp>,
+    #[prost(message, optional, tag = "3")]
+    pub updated_at: Option<prost_types::Timestamp>,
     #[prost(int64, tag = "4")]
     pub offset: i64,
     #[prost(int64, tag = "5")]
@@ -210,5 +243,27 @@ mod tests {
         };
         // action=2 (field 1 varint), ref "r" (field 2), total=3 (field 3 varint).
         assert_eq!(req.encode_to_vec(), vec![0x08, 2, 0x12, 1, b'r', 0x18, 3]);
+    }
+
+    #[test]
+    fn messages_use_containerds_field_numbers() {
+        // ReadContentRequest{digest: "d", offset: 1, size: 2} as containerd's Go code encodes it.
+        let req = ReadContentRequest {
+            digest: "d".into(),
+            offset: 1,
+            size: 2,
+        };
+        assert_eq!(
+            req.encode_to_vec(),
+            vec![0x0a, 0x01, b'd', 0x10, 0x01, 0x18, 0x02]
+        );
+        let resp = ReadContentResponse {
+            offset: 3,
+            data: b"xy".to_vec(),
+        };
+        assert_eq!(
+            resp.encode_to_vec(),
+            vec![0x08, 0x03, 0x12, 0x02, b'x', b'y']
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! info/update/write, images create/update). What to write, and in which order, is
 //! [`import`]'s business; reading the OCI layout tarball is [`layout`]'s.
 
-mod api;
+pub mod api;
 pub mod import;
 pub mod layout;
 
@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+
+use crate::buildkit::client::flatten_error;
 
 pub use api::Descriptor;
 pub use import::import_oci_tar;
@@ -95,7 +97,7 @@ impl Containerd {
                 CONNECT_TIMEOUT.as_secs()
             ))
         })?
-        .map_err(|e| unreachable(flatten(&e)))?;
+        .map_err(|e| unreachable(flatten_error(&e)))?;
         let client = Containerd {
             channel,
             address: address.to_path_buf(),
@@ -132,7 +134,7 @@ impl Containerd {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         grpc.ready()
             .await
-            .map_err(|e| Status::unavailable(flatten(&e)))?;
+            .map_err(|e| Status::unavailable(flatten_error(&e)))?;
         let path = http::uri::PathAndQuery::from_static(path);
         let resp = grpc.unary(req, path, Codec::<Req, Resp>::default()).await?;
         Ok(resp.into_inner())
@@ -282,7 +284,7 @@ impl Containerd {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         grpc.ready()
             .await
-            .map_err(|e| failed(Status::unavailable(flatten(&e))))?;
+            .map_err(|e| failed(Status::unavailable(flatten_error(&e))))?;
         let req = self.request(tokio_stream::wrappers::ReceiverStream::new(rx), Some(lease));
         let opened = grpc
             .streaming(
@@ -420,49 +422,13 @@ impl Containerd {
     }
 }
 
-/// An error and its causes on one line (tonic's transport errors hide the reason in `source`).
-fn flatten(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 /// A UTC time as RFC 3339 (what containerd's `gc.expire` label holds).
 fn rfc3339(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// The UTC date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::store::Timestamp(secs as i64).rfc3339()
 }
 
 /// Today's UTC date as `YYYY-MM-DD`.

@@ -373,137 +373,90 @@ fn go_image(config: &[u8]) -> Result<Value> {
     Ok(serde_json::to_value(image)?)
 }
 
-#[derive(Serialize, Deserialize)]
+// Every field below is read as its zero value when missing (`#[serde(default)]`), most are left
+// out when empty, as Go's `omitempty` does, and lists and maps may be `null` (`nullable`).
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct GoImage {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "go_time"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "go_time")]
     created: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     author: String,
-    #[serde(default)]
     architecture: String,
-    #[serde(default)]
     os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "os.version", skip_serializing_if = "String::is_empty")]
     os_version: String,
     #[serde(
         rename = "os.features",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
     os_features: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     variant: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     config: GoImageConfig,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     rootfs: GoRootFs,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     history: Vec<GoHistory>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 struct GoImageConfig {
-    #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     user: String,
     #[serde(
-        rename = "ExposedPorts",
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "nullable"
     )]
     exposed_ports: BTreeMap<String, Empty>,
-    #[serde(
-        rename = "Env",
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     env: Vec<String>,
-    #[serde(
-        rename = "Entrypoint",
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     entrypoint: Vec<String>,
-    #[serde(
-        rename = "Cmd",
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     cmd: Vec<String>,
     #[serde(
-        rename = "Volumes",
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "nullable"
     )]
     volumes: BTreeMap<String, Empty>,
-    #[serde(
-        rename = "WorkingDir",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     working_dir: String,
     #[serde(
-        rename = "Labels",
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "nullable"
     )]
     labels: BTreeMap<String, String>,
-    #[serde(
-        rename = "StopSignal",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     stop_signal: String,
-    #[serde(
-        rename = "ArgsEscaped",
-        default,
-        skip_serializing_if = "std::ops::Not::not"
-    )]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     args_escaped: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct GoRootFs {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     kind: String,
     /// Go writes a missing list as `null`.
-    #[serde(default)]
     diff_ids: Option<Vec<String>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct GoHistory {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "go_time"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "go_time")]
     created: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     created_by: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     author: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     comment: String,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     empty_layer: bool,
 }
 
@@ -624,6 +577,16 @@ mod tests {
         assert_eq!(
             gojson::marshal_indent(&v).replace([' ', '\n'], ""),
             r#"{"architecture":"arm64","os":"linux","config":{},"rootfs":{"type":"","diff_ids":null}}"#
+        );
+        // Go's field names, in struct order; `null` lists read as empty and are left out.
+        let config = r#"{"User":"u","ExposedPorts":{"80/tcp":{}},"Env":null,"Entrypoint":["e"],"Cmd":["c"],"Volumes":{"/v":{}},"WorkingDir":"/w","Labels":{"l":"1"},"StopSignal":"SIGTERM","ArgsEscaped":true}"#;
+        let v = go_image(
+            format!(r#"{{"os.features":null,"os":"linux","config":{config}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            gojson::marshal_indent(&v["config"]).replace([' ', '\n'], ""),
+            config.replace(r#""Env":null,"#, "")
         );
     }
 }

@@ -4,10 +4,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard_buildkit_proto::google::protobuf::Timestamp;
-use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex};
+use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
 use tokio::sync::mpsc::Sender;
 
-/// One running step; finish it with [`OwnStep::done`] or [`OwnStep::failed`].
+/// One running step; finish it with [`OwnStep::done`] or [`OwnStep::failed`]. A caller that
+/// cannot wait for the display sends the messages of [`OwnStep::begin`], [`OwnStep::log`] and
+/// [`OwnStep::end`] itself.
 pub struct OwnStep {
     vertex: Vertex,
 }
@@ -23,34 +25,59 @@ fn now() -> Timestamp {
 }
 
 impl OwnStep {
-    pub async fn start(tx: &Sender<StatusResponse>, name: &str) -> OwnStep {
-        let vertex = Vertex {
-            digest: format!("kiln-step:{}", crate::buildkit::new_id()),
-            name: name.to_string(),
-            started: Some(now()),
-            ..Default::default()
+    /// A step named `name`, started now, and the message that shows it.
+    pub fn begin(name: &str) -> (OwnStep, StatusResponse) {
+        let step = OwnStep {
+            vertex: Vertex {
+                digest: format!("kiln-step:{}", crate::buildkit::new_id()),
+                name: name.to_string(),
+                started: Some(now()),
+                ..Default::default()
+            },
         };
-        send(tx, vertex.clone()).await;
-        OwnStep { vertex }
+        let shown = step.status();
+        (step, shown)
     }
 
-    pub async fn done(mut self, tx: &Sender<StatusResponse>) {
-        self.vertex.completed = Some(now());
-        send(tx, self.vertex).await;
+    /// The message that adds `line` to the step's log.
+    pub fn log(&self, line: &str) -> StatusResponse {
+        StatusResponse {
+            logs: vec![VertexLog {
+                vertex: self.vertex.digest.clone(),
+                timestamp: Some(now()),
+                stream: 1,
+                msg: format!("{line}\n").into_bytes(),
+            }],
+            ..Default::default()
+        }
     }
 
-    pub async fn failed(mut self, tx: &Sender<StatusResponse>, error: &str) {
+    /// Finishes the step now, as failed with `error` unless it is empty; the message that
+    /// shows it.
+    pub fn end(mut self, error: &str) -> StatusResponse {
         self.vertex.completed = Some(now());
         self.vertex.error = error.to_string();
-        send(tx, self.vertex).await;
+        self.status()
     }
-}
 
-async fn send(tx: &Sender<StatusResponse>, vertex: Vertex) {
-    let _ = tx
-        .send(StatusResponse {
-            vertexes: vec![vertex],
+    pub async fn start(tx: &Sender<StatusResponse>, name: &str) -> OwnStep {
+        let (step, shown) = OwnStep::begin(name);
+        let _ = tx.send(shown).await;
+        step
+    }
+
+    pub async fn done(self, tx: &Sender<StatusResponse>) {
+        let _ = tx.send(self.end("")).await;
+    }
+
+    pub async fn failed(self, tx: &Sender<StatusResponse>, error: &str) {
+        let _ = tx.send(self.end(error)).await;
+    }
+
+    fn status(&self) -> StatusResponse {
+        StatusResponse {
+            vertexes: vec![self.vertex.clone()],
             ..Default::default()
-        })
-        .await;
+        }
+    }
 }

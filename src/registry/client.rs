@@ -20,6 +20,7 @@ use url::Url;
 use super::auth::{parse_challenge, Challenge, TokenResponse};
 use super::oci::{detect_media_type, MANIFEST_ACCEPT};
 use super::{Digest, Error, Reference, Repository};
+use crate::buildkit::client::flatten_error;
 use crate::dockercfg::Credentials;
 
 const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
@@ -392,7 +393,7 @@ impl Client {
         };
         result.map_err(|e| Error::Connect {
             registry: registry.to_string(),
-            detail: error_chain(&e),
+            detail: flatten_error(&e),
         })
     }
 
@@ -707,23 +708,9 @@ async fn read_body(resp: Response<Incoming>, registry: &str) -> Result<Bytes, Er
         .await
         .map_err(|e| Error::Connect {
             registry: registry.into(),
-            detail: error_chain(&e),
+            detail: flatten_error(&e),
         })?
         .to_bytes())
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

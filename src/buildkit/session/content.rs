@@ -15,9 +15,7 @@
 //!   `blobs/<alg>/<hex>`, one message at a time (constant memory whatever the blob's size).
 //!   `index.json` is not this service's business: [`crate::build`] updates it after the solve.
 //!
-//! The few containerd messages kiln needs are declared here with their field numbers from
-//! containerd's `api/services/content/v1/content.proto`, rather than pulling in a crate that runs
-//! `protoc` at build time.
+//! The messages are containerd's, declared once in [`crate::containerd::api`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,6 +34,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
 use super::SessionContent;
+use crate::containerd::api::{
+    ContentInfo, InfoRequest, InfoResponse, ReadContentRequest, ReadContentResponse, WriteAction,
+    WriteContentRequest, WriteContentResponse,
+};
 
 const SERVICE: &str = "containerd.services.content.v1.Content";
 
@@ -64,101 +66,6 @@ const MAX_WRITE_MESSAGE: usize = 16 << 20;
 /// The largest `data` a `Read` response carries; blobs stream in chunks of this size, a few
 /// chunks in flight at a time, so memory stays constant whatever the blob's size.
 const READ_CHUNK: usize = 1 << 20;
-
-/// `containerd.services.content.v1.Info`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Info {
-    #[prost(string, tag = "1")]
-    pub digest: String,
-    #[prost(int64, tag = "2")]
-    pub size: i64,
-    #[prost(message, optional, tag = "3")]
-    pub created_at: Option<prost_types::Timestamp>,
-    #[prost(message, optional, tag = "4")]
-    pub updated_at: Option<prost_types::Timestamp>,
-    #[prost(map = "string, string", tag = "5")]
-    pub labels: HashMap<String, String>,
-}
-
-/// `containerd.services.content.v1.InfoRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct InfoRequest {
-    #[prost(string, tag = "1")]
-    pub digest: String,
-}
-
-/// `containerd.services.content.v1.InfoResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct InfoResponse {
-    #[prost(message, optional, tag = "1")]
-    pub info: Option<Info>,
-}
-
-/// `containerd.services.content.v1.ReadContentRequest`: `size` 0 (or past the end) reads to
-/// the end of the blob.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ReadContentRequest {
-    #[prost(string, tag = "1")]
-    pub digest: String,
-    #[prost(int64, tag = "2")]
-    pub offset: i64,
-    #[prost(int64, tag = "3")]
-    pub size: i64,
-}
-
-/// `containerd.services.content.v1.ReadContentResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ReadContentResponse {
-    #[prost(int64, tag = "1")]
-    pub offset: i64,
-    #[prost(bytes = "vec", tag = "2")]
-    pub data: Vec<u8>,
-}
-
-/// `containerd.services.content.v1.WriteAction`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
-#[repr(i32)]
-pub enum WriteAction {
-    Stat = 0,
-    Write = 1,
-    Commit = 2,
-}
-
-/// `containerd.services.content.v1.WriteContentRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WriteContentRequest {
-    #[prost(enumeration = "WriteAction", tag = "1")]
-    pub action: i32,
-    #[prost(string, tag = "2")]
-    pub r#ref: String,
-    #[prost(int64, tag = "3")]
-    pub total: i64,
-    #[prost(string, tag = "4")]
-    pub expected: String,
-    #[prost(int64, tag = "5")]
-    pub offset: i64,
-    #[prost(bytes = "vec", tag = "6")]
-    pub data: Vec<u8>,
-    #[prost(map = "string, string", tag = "7")]
-    pub labels: HashMap<String, String>,
-}
-
-/// `containerd.services.content.v1.WriteContentResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WriteContentResponse {
-    #[prost(enumeration = "WriteAction", tag = "1")]
-    pub action: i32,
-    #[prost(message, optional, tag = "2")]
-    pub started_at: Option<prost_types::Timestamp>,
-    #[prost(message, optional, tag = "3")]
-    pub updated_at: Option<prost_types::Timestamp>,
-    #[prost(int64, tag = "4")]
-    pub offset: i64,
-    #[prost(int64, tag = "5")]
-    pub total: i64,
-    #[prost(string, tag = "6")]
-    pub digest: String,
-}
 
 /// One OCI layout directory the session serves through the content store, and whether BuildKit
 /// may add blobs to it (a `type=local` cache export) or only read it.
@@ -339,7 +246,7 @@ impl UnaryService<InfoRequest> for InfoCall {
                 .map(prost_types::Timestamp::from)
                 .or(created);
             Ok(Response::new(InfoResponse {
-                info: Some(Info {
+                info: Some(ContentInfo {
                     digest,
                     size: meta.len() as i64,
                     created_at: created,
@@ -769,28 +676,5 @@ mod tests {
         ] {
             assert!(blob_path(root, &bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn messages_use_containerds_field_numbers() {
-        use prost::Message;
-        // ReadContentRequest{digest: "d", offset: 1, size: 2} as containerd's Go code encodes it.
-        let req = ReadContentRequest {
-            digest: "d".into(),
-            offset: 1,
-            size: 2,
-        };
-        assert_eq!(
-            req.encode_to_vec(),
-            vec![0x0a, 0x01, b'd', 0x10, 0x01, 0x18, 0x02]
-        );
-        let resp = ReadContentResponse {
-            offset: 3,
-            data: b"xy".to_vec(),
-        };
-        assert_eq!(
-            resp.encode_to_vec(),
-            vec![0x08, 0x03, 0x12, 0x02, b'x', b'y']
-        );
     }
 }
