@@ -17,6 +17,7 @@ pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod functions;
+pub mod gojson;
 pub mod gopath;
 pub mod overrides;
 pub mod parser;

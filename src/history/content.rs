@@ -3,8 +3,8 @@
 //! there: the status stream (logs), the OpenTelemetry trace, provenance, results, and the full
 //! error of a failed build.
 //!
-//! Only `Info` and `Read` are declared, with the field numbers of containerd's
-//! `api/services/content/v1/content.proto`; kiln never writes to the daemon's store.
+//! Only `Info` and `Read` are used (messages from [`crate::containerd::api`]); kiln never writes
+//! to the daemon's store.
 
 use anyhow::{anyhow, bail, Context, Result};
 use http::uri::PathAndQuery;
@@ -12,51 +12,13 @@ use tonic::client::Grpc;
 use tonic::transport::Channel;
 use tonic_prost::ProstCodec;
 
+use crate::containerd::api::{InfoRequest, InfoResponse, ReadContentRequest, ReadContentResponse};
+
 const INFO: &str = "/containerd.services.content.v1.Content/Info";
 const READ: &str = "/containerd.services.content.v1.Content/Read";
 
 /// Largest blob kiln reads into memory (traces of big builds run to a few MiB).
 const MAX_BLOB: i64 = 512 * 1024 * 1024;
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct InfoRequest {
-    #[prost(string, tag = "1")]
-    digest: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct InfoResponse {
-    #[prost(message, optional, tag = "1")]
-    info: Option<Info>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Info {
-    #[prost(string, tag = "1")]
-    digest: String,
-    #[prost(int64, tag = "2")]
-    size: i64,
-    // created_at = 3, updated_at = 4, labels = 5: not needed.
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ReadContentRequest {
-    #[prost(string, tag = "1")]
-    digest: String,
-    #[prost(int64, tag = "2")]
-    offset: i64,
-    /// 0 reads to the end.
-    #[prost(int64, tag = "3")]
-    size: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ReadContentResponse {
-    #[prost(int64, tag = "1")]
-    offset: i64,
-    #[prost(bytes = "vec", tag = "2")]
-    data: Vec<u8>,
-}
 
 /// The daemon's content store, read through its gRPC connection.
 #[derive(Clone)]

@@ -35,7 +35,7 @@ fn write_value(out: &mut String, v: &Value, depth: usize) {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&go_number(n)),
-        Value::String(s) => write_string(out, s),
+        Value::String(s) => kiln_bake::gojson::push_string(s, out),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Array(items) => {
             out.push('[');
@@ -57,7 +57,7 @@ fn write_value(out: &mut String, v: &Value, depth: usize) {
                     out.push(',');
                 }
                 newline(out, depth + 1);
-                write_string(out, k);
+                kiln_bake::gojson::push_string(k, out);
                 out.push_str(": ");
                 write_value(out, item, depth + 1);
             }
@@ -97,27 +97,6 @@ fn go_number(n: &serde_json::Number) -> String {
         return s;
     }
     n.to_string()
-}
-
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

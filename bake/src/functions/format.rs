@@ -5,9 +5,7 @@
 use hcl::Value;
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::value::{
-    convert, go_quote, go_quote_rune, json_encode, num, push_json_string, Decimal, Ty,
-};
+use super::value::{convert, go_quote, go_quote_rune, json_encode, num, Decimal, Ty};
 use super::FuncError;
 
 type R = Result<Value, FuncError>;
@@ -198,7 +196,7 @@ fn append_verb(verb: &Verb, out: &mut String, args: &[Value]) -> Result<(), Stri
             }
             if verb.mode == 'q' {
                 let mut q = String::new();
-                push_json_string(&s, &mut q);
+                crate::gojson::push_string(&s, &mut q);
                 s = q;
             }
             out.push_str(&pad(verb, s));

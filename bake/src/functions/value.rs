@@ -941,7 +941,7 @@ fn push_json(v: &Value, s: &mut String) {
         Value::Null => s.push_str("null"),
         Value::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => s.push_str(&format_number(n)),
-        Value::String(x) => push_json_string(x, s),
+        Value::String(x) => crate::gojson::push_string(x, s),
         Value::Array(items) => {
             s.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -960,32 +960,11 @@ fn push_json(v: &Value, s: &mut String) {
                 if i > 0 {
                     s.push(',');
                 }
-                push_json_string(k, s);
+                crate::gojson::push_string(k, s);
                 s.push(':');
                 push_json(&attrs[k], s);
             }
             s.push('}');
         }
     }
-}
-
-pub(crate) fn push_json_string(x: &str, s: &mut String) {
-    s.push('"');
-    for c in x.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            '\x08' => s.push_str("\\b"),
-            '\x0c' => s.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                s.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
 }
