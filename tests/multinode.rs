@@ -19,6 +19,25 @@ struct TwoNodes {
     _b: Forwarder,
 }
 
+impl TwoNodes {
+    /// `kiln bake --progress plain --metadata-file meta.json ARGS` in `dir`, with `hcl` as its
+    /// `docker-bake.hcl`.
+    fn bake(&self, dir: &std::path::Path, hcl: &str, args: &[&str]) -> std::process::Command {
+        std::fs::write(dir.join("docker-bake.hcl"), hcl).unwrap();
+        let mut cmd = self.user.kiln(&[
+            "bake",
+            "--builder",
+            &self.name,
+            "--progress",
+            "plain",
+            "--metadata-file",
+            "meta.json",
+        ]);
+        cmd.args(args).current_dir(dir);
+        cmd
+    }
+}
+
 fn two_nodes() -> TwoNodes {
     let user = User::new(Engine::Modern);
     let a = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
@@ -381,10 +400,8 @@ fn bake_places_each_targets_platforms_on_the_nodes_and_merges_per_target() {
     let ctx = context(&marker, "uname -m > /arch");
     let tag = fresh_tag("kiln/multinode-bake");
     let out = ctx.path().join("tool-out");
-    std::fs::write(
-        ctx.path().join("docker-bake.hcl"),
-        format!(
-            r#"
+    let hcl = format!(
+        r#"
 group "default" {{
   targets = ["app", "tool"]
 }}
@@ -399,20 +416,9 @@ target "tool" {{
   output = ["type=local,dest={}"]
 }}
 "#,
-            out.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = t.user.kiln(&[
-        "bake",
-        "--builder",
-        &t.name,
-        "--progress",
-        "plain",
-        "--metadata-file",
-        "meta.json",
-    ]);
-    cmd.current_dir(ctx.path());
+        out.display()
+    );
+    let cmd = t.bake(ctx.path(), &hcl, &[]);
     let log = stderr(&ok(cmd));
     assert!(
         log.contains("[app amd linux/amd64 3/3] RUN uname -m"),
@@ -479,4 +485,41 @@ fn a_local_export_from_two_nodes_lands_in_one_directory_per_platform() {
             marker
         );
     }
+}
+
+#[test]
+fn bake_targets_that_feed_each_other_run_on_the_one_node_that_serves_them() {
+    let t = two_nodes();
+    let marker = unique("marker");
+    let ctx = context(&marker, "uname -m > /arch");
+    let out = ctx.path().join("out");
+    let hcl = format!(
+        r#"
+target "base" {{
+  platforms = ["linux/arm64"]
+}}
+target "app" {{
+  contexts = {{ base = "target:base" }}
+  dockerfile-inline = "FROM base\nRUN read a < /arch && echo \"$a\" > /copied\n"
+  platforms = ["linux/arm64"]
+  output = ["type=local,dest={}"]
+}}
+"#,
+        out.display()
+    );
+    let cmd = t.bake(ctx.path(), &hcl, &["app"]);
+    ok(cmd);
+    assert_eq!(
+        std::fs::read_to_string(out.join("copied")).unwrap(),
+        "aarch64\n"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ctx.path().join("meta.json")).unwrap())
+            .unwrap();
+    // The node declared for arm64 built it, not the first node.
+    let build_ref = meta["app"]["buildx.build.ref"].as_str().unwrap();
+    assert!(
+        build_ref.starts_with(&format!("{}/arm/", t.name)),
+        "{build_ref}"
+    );
 }

@@ -312,7 +312,7 @@ pub(crate) async fn run(
 }
 
 /// Says which nodes the build leaves out, before the display starts.
-fn warn_skipped(builder: &str, skipped: &[Skipped]) {
+pub(super) fn warn_skipped(builder: &str, skipped: &[Skipped]) {
     for s in skipped {
         eprintln!(
             "WARNING: node {} of builder {builder} is skipped: {}",

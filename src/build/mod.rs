@@ -17,7 +17,7 @@ pub mod load;
 mod local_cache;
 pub mod named_contexts;
 pub mod options;
-mod placement;
+pub(crate) mod placement;
 pub mod secrets;
 
 use std::collections::{BTreeMap, HashMap};

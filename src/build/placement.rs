@@ -112,6 +112,17 @@ impl fmt::Display for Unplaceable {
 
 impl std::error::Error for Unplaceable {}
 
+/// What each node offers, for error messages.
+fn offered(nodes: &[Candidate]) -> Vec<(String, Vec<Platform>)> {
+    nodes
+        .iter()
+        .map(|c| {
+            let all = crate::platform::dedupe(c.declared.iter().chain(&c.reported).cloned());
+            (c.name.clone(), all)
+        })
+        .collect()
+}
+
 /// Assigns every wanted platform to the best-fitting candidate, grouped per node in the order
 /// the platforms were asked for. No platforms: the first candidate builds with its default.
 pub fn assign(
@@ -124,14 +135,7 @@ pub fn assign(
         Box::new(Unplaceable {
             builder: builder.to_string(),
             platform: p.clone(),
-            offered: nodes
-                .iter()
-                .map(|c| {
-                    let all =
-                        crate::platform::dedupe(c.declared.iter().chain(&c.reported).cloned());
-                    (c.name.clone(), all)
-                })
-                .collect(),
+            offered: offered(nodes),
             skipped: skipped.to_vec(),
         })
     };
@@ -191,6 +195,77 @@ pub(crate) async fn place<'a>(
             skipped: Vec::new(),
         });
     }
+    let (conns, skipped) = connect_all(builder).await?;
+    let candidates = candidates(&conns);
+    let jobs = wanted
+        .iter()
+        .map(|w| {
+            let assigned = assign(&builder.name, w, &candidates, &skipped)?;
+            Ok(assigned
+                .into_iter()
+                .map(|a| (a.node, a.platforms))
+                .collect())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Placed {
+        conns,
+        jobs,
+        skipped,
+    })
+}
+
+/// For builds whose solves must share one daemon (bake targets that feed each other): the
+/// one reachable node that serves every wanted platform best, and the nodes left out.
+pub(crate) async fn place_together<'a>(
+    builder: &'a Builder,
+    wanted: &[Platform],
+) -> Result<(NodeConn<'a>, Vec<Skipped>)> {
+    if builder.nodes.len() <= 1 {
+        return Ok((NodeConn::connect(builder).await?, Vec::new()));
+    }
+    let (mut conns, skipped) = connect_all(builder).await?;
+    let i = pick_one(&builder.name, wanted, &candidates(&conns), &skipped)?;
+    Ok((conns.swap_remove(i), skipped))
+}
+
+/// The candidate that fits all of `wanted`, with the best worst fit; ties to the earlier one.
+pub fn pick_one(
+    builder: &str,
+    wanted: &[Platform],
+    nodes: &[Candidate],
+    skipped: &[Skipped],
+) -> Result<usize, Box<Unplaceable>> {
+    let worst_fit = |c: &Candidate| -> Option<Fit> {
+        wanted
+            .iter()
+            .map(|p| fit(c, p))
+            .try_fold(Fit::Declared, |worst, f| f.map(|f| worst.max(f)))
+    };
+    if let Some((_, i)) = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| worst_fit(c).map(|f| (f, i)))
+        .min()
+    {
+        return Ok(i);
+    }
+    // Name a platform that the best node for the first one cannot also build.
+    let first = assign(builder, &wanted[..1], nodes, skipped)?;
+    let node = &nodes[first[0].node];
+    let missing = wanted
+        .iter()
+        .find(|p| fit(node, p).is_none())
+        .unwrap_or(&wanted[0]);
+    Err(Box::new(Unplaceable {
+        builder: builder.to_string(),
+        platform: missing.clone(),
+        offered: offered(nodes),
+        skipped: skipped.to_vec(),
+    }))
+}
+
+/// Every node of a multi-node builder, connected at once; those that fail are left out.
+async fn connect_all(builder: &Builder) -> Result<(Vec<NodeConn<'_>>, Vec<Skipped>)> {
     let attempts = futures::future::join_all(builder.nodes.iter().map(|node| async move {
         match tokio::time::timeout(NODE_CONNECT_TIMEOUT, NodeConn::connect_node(builder, node))
             .await
@@ -226,29 +301,18 @@ pub(crate) async fn place<'a>(
             reasons.join("; ")
         );
     }
-    let candidates: Vec<Candidate> = conns
+    Ok((conns, skipped))
+}
+
+fn candidates(conns: &[NodeConn<'_>]) -> Vec<Candidate> {
+    conns
         .iter()
         .map(|c| Candidate {
             name: c.node.name.clone(),
             declared: c.node.platforms.clone(),
             reported: c.reported_platforms.clone(),
         })
-        .collect();
-    let jobs = wanted
-        .iter()
-        .map(|w| {
-            let assigned = assign(&builder.name, w, &candidates, &skipped)?;
-            Ok(assigned
-                .into_iter()
-                .map(|a| (a.node, a.platforms))
-                .collect())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Placed {
-        conns,
-        jobs,
-        skipped,
-    })
+        .collect()
 }
 
 #[cfg(test)]
@@ -364,6 +428,31 @@ mod tests {
         assert_eq!(
             err,
             "no node of builder \"multi\" can build for linux/s390x (nodes offer a: linux/amd64); node dead was skipped: connection refused"
+        );
+    }
+
+    #[test]
+    fn one_node_for_all_prefers_the_best_worst_fit() {
+        let nodes = [
+            node("amd", &["linux/amd64"], &["linux/amd64"]),
+            node("both", &[], &["linux/amd64", "linux/arm64"]),
+            node("arm", &["linux/arm64"], &["linux/arm64", "linux/amd64"]),
+        ];
+        let wanted = ps(&["linux/amd64", "linux/arm64"]);
+        // `both` emulates arm64; `arm` is declared for arm64 and emulates amd64: the same worst
+        // fit, so the earlier node wins.
+        assert_eq!(pick_one("b", &wanted, &nodes, &[]).unwrap(), 1);
+        assert_eq!(
+            pick_one("b", &ps(&["linux/amd64"]), &nodes, &[]).unwrap(),
+            0
+        );
+        assert_eq!(pick_one("b", &[], &nodes, &[]).unwrap(), 0);
+        let err = pick_one("b", &ps(&["linux/amd64", "linux/s390x"]), &nodes[..1], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("no node of builder \"b\" can build for linux/s390x"),
+            "{err}"
         );
     }
 }

@@ -35,7 +35,7 @@ use bollard_buildkit_proto::pb;
 use tokio::sync::watch;
 
 use super::named_contexts::NamedContext;
-use super::{call, BuildOptions, BuildResult, NodeConn};
+use super::{call, BuildOptions, BuildResult};
 use crate::builder::Builder;
 use crate::buildkit::session::{Session, SessionContent};
 use crate::progress::{self, ProgressMode};
@@ -150,7 +150,14 @@ pub async fn build_many(
     {
         return build_on_nodes(builder, targets, mode, debug).await;
     }
-    let conn = NodeConn::connect(builder).await?;
+    // Targets that feed each other share one daemon: the node that serves all their platforms.
+    let all_platforms = crate::platform::dedupe(
+        targets
+            .iter()
+            .flat_map(|t| t.opts.platforms.iter().cloned()),
+    );
+    let (conn, skipped) = super::placement::place_together(builder, &all_platforms).await?;
+    super::fanout::warn_skipped(&builder.name, &skipped);
     let mut plans = Vec::new();
     for t in &targets {
         let plan = super::plan_solve(&t.opts, &conn.features, conn.driver_name())
@@ -327,7 +334,8 @@ pub async fn build_many(
 
 /// A multi-node builder: each target's platforms go to the nodes that serve them, as for a
 /// single build, all targets in one display. Targets that feed each other (`target:`
-/// contexts) need their results on one node, so such bakes stay on the first node.
+/// contexts) need their results on one node, so such bakes run on the one node that serves
+/// all their platforms instead.
 async fn build_on_nodes(
     builder: &Builder,
     targets: Vec<TargetBuild>,
