@@ -274,7 +274,8 @@ fn bad_load_values_fail_with_one_line_naming_the_flag() {
     let user = User::new(Engine::Modern);
     let ctx = context();
     for (value, expect) in [
-        ("--load=docker", "expected no value"),
+        ("--load=docker", "expected true, false or containerd://"),
+        ("--load=", "expected true, false or containerd://"),
         ("--load=containerd://relative.sock", "absolute path"),
         (
             "--load=containerd:///run/x.sock?space=a",
@@ -290,4 +291,30 @@ fn bad_load_values_fail_with_one_line_naming_the_flag() {
         assert!(err.contains(expect), "{value}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{value}: {err}");
     }
+}
+
+#[test]
+fn load_takes_booleans_as_buildx_does_and_the_last_one_wins() {
+    // A remote builder loads nothing unless asked: `false` (the last flag) means no load.
+    let user = User::new(Engine::Old);
+    let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
+    let builder = remote_builder(&user, &fwd);
+    let ctx = context();
+    let image = DockerImage {
+        user: &user,
+        name: unique("kiln-load-bool"),
+    };
+    let build = |loads: &[&str]| {
+        let mut args = vec!["build", "--builder", &builder, "--progress", "quiet"];
+        args.extend(["-t", &image.name]);
+        args.extend(loads);
+        args.push(ctx.path().to_str().unwrap());
+        ok(user.kiln(&args));
+    };
+    build(&["--load=true", "--load=false"]);
+    assert!(!run(user.docker(&["image", "inspect", &image.name]))
+        .status
+        .success());
+    build(&["--load", "--load=1"]);
+    ok(user.docker(&["image", "inspect", &image.name]));
 }

@@ -64,7 +64,7 @@ pub struct RawOptions {
     pub add_hosts: Vec<String>,
     pub shm_size: Option<String>,
     pub ulimits: Vec<String>,
-    /// `--load`'s value: empty for plain `--load`.
+    /// `--load`'s value: `true` for plain `--load`.
     pub load: Option<String>,
     pub push: bool,
     pub outputs: Vec<String>,
@@ -190,7 +190,8 @@ impl RawOptions {
                 .as_deref()
                 .map(super::load::parse_load)
                 .transpose()
-                .with_context(|| o.label("load", "load"))?,
+                .with_context(|| o.label("load", "load"))?
+                .flatten(),
             push: self.push,
             iidfile: self.iidfile.clone(),
             attests,

@@ -20,14 +20,17 @@ use crate::progress;
 /// The namespace `--load=containerd://SOCKET` loads into when none is given (`ctr`'s default).
 pub const DEFAULT_NAMESPACE: &str = kiln_drivers::containerd::DEFAULT_NAMESPACE;
 
-/// Parses `--load`'s value: empty (plain `--load`) is the Docker Engine of the current context;
-/// `containerd://SOCKET_PATH[?namespace=NS]` is a containerd namespace.
-pub fn parse_load(value: &str) -> Result<ImageStore> {
-    if value.is_empty() {
-        return Ok(ImageStore::Docker);
+/// Parses `--load`'s value: a boolean as Go's `strconv.ParseBool` reads it (plain `--load` is
+/// `true`, the Docker Engine of the current context; `false` loads nothing), or
+/// `containerd://SOCKET_PATH[?namespace=NS]`, a containerd namespace.
+pub fn parse_load(value: &str) -> Result<Option<ImageStore>> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => return Ok(Some(ImageStore::Docker)),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => return Ok(None),
+        _ => {}
     }
     let Some(rest) = value.strip_prefix("containerd://") else {
-        bail!("invalid value {value:?}: expected no value (Docker) or containerd://SOCKET_PATH?namespace=NS");
+        bail!("invalid value {value:?}: expected true, false or containerd://SOCKET_PATH?namespace=NS");
     };
     let (path, query) = match rest.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -47,10 +50,10 @@ pub fn parse_load(value: &str) -> Result<ImageStore> {
             _ => bail!("invalid value {value:?}: unknown parameter {pair:?} (only namespace=NS)"),
         }
     }
-    Ok(ImageStore::Containerd {
+    Ok(Some(ImageStore::Containerd {
         address: PathBuf::from(path),
         namespace,
-    })
+    }))
 }
 
 /// Checks what can be checked before building: a containerd socket must exist.
@@ -197,22 +200,29 @@ mod tests {
 
     #[test]
     fn parses_load_values() {
-        assert_eq!(parse_load("").unwrap(), ImageStore::Docker);
+        for yes in ["true", "1", "T", "True"] {
+            assert_eq!(parse_load(yes).unwrap(), Some(ImageStore::Docker));
+        }
+        for no in ["false", "0", "F", "FALSE"] {
+            assert_eq!(parse_load(no).unwrap(), None);
+        }
         assert_eq!(
             parse_load("containerd:///run/containerd/containerd.sock?namespace=builds").unwrap(),
-            ImageStore::Containerd {
+            Some(ImageStore::Containerd {
                 address: "/run/containerd/containerd.sock".into(),
                 namespace: "builds".into()
-            }
+            })
         );
         assert_eq!(
             parse_load("containerd:///c.sock").unwrap(),
-            ImageStore::Containerd {
+            Some(ImageStore::Containerd {
                 address: "/c.sock".into(),
                 namespace: "default".into()
-            }
+            })
         );
         for bad in [
+            "",
+            "yes",
             "docker",
             "containerd://",
             "containerd://rel.sock",

@@ -86,10 +86,11 @@ pub struct Args {
         long,
         num_args = 0..=1,
         require_equals = true,
-        default_missing_value = "",
-        value_name = "containerd://SOCKET?namespace=NS"
+        default_missing_value = "true",
+        action = clap::ArgAction::Append,
+        value_name = "BOOL | containerd://SOCKET?namespace=NS"
     )]
-    pub load: Option<String>,
+    pub load: Vec<String>,
 
     /// Shorthand for "--output=type=registry"
     #[arg(long)]
@@ -192,7 +193,8 @@ impl Args {
             add_hosts: self.add_hosts,
             shm_size: self.shm_size,
             ulimits: self.ulimits,
-            load: self.load,
+            // A repeated flag: the last one wins, as for buildx's boolean.
+            load: self.load.last().cloned(),
             push: self.push,
             outputs: self.outputs,
             cache_from: self.cache_from,
