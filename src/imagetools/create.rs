@@ -232,7 +232,16 @@ async fn push_tag(
         tag,
         PushEvent::Log(format!("pushing {} to {tag}", combined.descriptor.digest)),
     );
-    let key = tag.tag.clone().unwrap_or_else(|| "latest".into());
+    // `-t repo@sha256:...` pushes by digest only, and only the digest the merge produced.
+    let key = match (&tag.tag, &tag.digest) {
+        (Some(t), _) => t.clone(),
+        (None, Some(d)) if *d == combined.descriptor.digest => d.to_string(),
+        (None, Some(d)) => bail!(
+            "the merged image's digest is {}, not {d}",
+            combined.descriptor.digest
+        ),
+        (None, None) => "latest".into(),
+    };
     client
         .put_manifest(
             target,
