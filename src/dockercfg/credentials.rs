@@ -74,42 +74,51 @@ fn credentials_from(cfg: &ConfigFile, host: &str, helper: Helper) -> Result<Opti
     if let Some(name) = helper_name {
         return helper(name, &key);
     }
-    Ok(from_auths(cfg, &key))
+    from_auths(cfg, &key)
 }
 
-fn from_auths(cfg: &ConfigFile, key: &str) -> Option<Credentials> {
+fn from_auths(cfg: &ConfigFile, key: &str) -> Result<Option<Credentials>> {
     let bare = strip_scheme_and_path(key);
     // An exact key first; then any entry naming the same host (`https://r.io/v2/` vs `r.io`).
-    let entry = cfg.auths.get(key).or_else(|| {
+    let Some(entry) = cfg.auths.get(key).or_else(|| {
         cfg.auths
             .iter()
             .find(|(k, _)| registry_key(k) == key || strip_scheme_and_path(k) == bare)
             .map(|(_, v)| v)
-    })?;
+    }) else {
+        return Ok(None);
+    };
     if let Some(token) = entry.identity_token.as_ref().filter(|t| !t.is_empty()) {
-        return Some(Credentials {
+        return Ok(Some(Credentials {
             username: String::new(),
             secret: token.clone(),
-        });
+        }));
     }
     if let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) {
+        // The value itself is a secret: the error names the entry, never its content.
+        let malformed = || {
+            anyhow::anyhow!(
+                "{}: the \"auth\" of {key:?} is not base64 of user:password",
+                super::config_dir().join("config.json").display()
+            )
+        };
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (user, pass) = decoded.split_once(':')?;
-        return Some(Credentials {
+            .map_err(|_| malformed())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+        let (user, pass) = decoded.split_once(':').ok_or_else(malformed)?;
+        return Ok(Some(Credentials {
             username: user.to_string(),
             secret: pass.trim_end_matches('\0').to_string(),
-        });
+        }));
     }
-    match (&entry.username, &entry.password) {
+    Ok(match (&entry.username, &entry.password) {
         (Some(u), Some(p)) if !u.is_empty() => Some(Credentials {
             username: u.clone(),
             secret: p.clone(),
         }),
         _ => None,
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -210,6 +219,19 @@ mod tests {
             .unwrap();
         assert_eq!(got.username, "user");
         assert_eq!(got.secret, "pa:ss");
+    }
+
+    #[test]
+    fn a_malformed_auth_is_an_error_that_does_not_show_it() {
+        // "secretvalue" without a colon, and something that is not base64 at all.
+        for auth in ["c2VjcmV0dmFsdWU=", "not base64!"] {
+            let c = cfg(&format!(r#"{{"auths":{{"a.io":{{"auth":"{auth}"}}}}}}"#));
+            let err = credentials_from(&c, "a.io", no_helper)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("\"auth\" of \"a.io\""), "{err}");
+            assert!(!err.contains(auth) && !err.contains("secretvalue"), "{err}");
+        }
     }
 
     #[test]
