@@ -20,7 +20,7 @@ pub struct Args {
     /// Builder instance name
     #[arg(long)]
     name: Option<String>,
-    /// Driver to use (available: "docker")
+    /// Driver to use (available: "docker", "remote", "containerd")
     #[arg(long)]
     driver: Option<String>,
     /// Create/modify node with given name

@@ -61,6 +61,9 @@ enum SourceArg {
 /// digest, or descriptor JSON; digests and descriptors live in the one repository the tags and
 /// references name.
 pub fn sources_from_args(args: &[String], tags: &[Reference]) -> Result<Vec<Source>> {
+    if args.is_empty() {
+        bail!("no sources specified");
+    }
     let mut parsed = Vec::new();
     for arg in args {
         let source = parse_source(arg).with_context(|| {
