@@ -14,6 +14,13 @@ bash scripts/testenv.sh up
 # shellcheck disable=SC1091
 source "${KILN_TESTENV_DIR:-/run/kiln-testenv}/env"
 
+# The test engines are kiln's own (state under $KILN_TESTENV_DIR): drop the build cache earlier
+# runs left there so repeated runs on one machine do not fill its disk.
+echo "--- clearing the test engines' build cache"
+for host in "$KILN_TEST_ENGINE28_HOST" "$KILN_TEST_ENGINE28B_HOST" "$KILN_TEST_ENGINE20_HOST"; do
+  "$KILN_TEST_DOCKER_CLI" -H "$host" builder prune -af >/dev/null
+done
+
 echo "--- building"
 cargo build --workspace --locked --all-targets
 echo "--- tests"
