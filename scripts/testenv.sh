@@ -51,6 +51,9 @@ C28=$DIR/containerd28 C20=$DIR/containerd20 E28=$DIR/engine28 E20=$DIR/engine20
 C28B=$DIR/containerd28b E28B=$DIR/engine28b
 C28_SOCK=$C28/containerd.sock C20_SOCK=$C20/containerd.sock C28B_SOCK=$C28B/containerd.sock
 E28_SOCK=$E28/docker.sock E20_SOCK=$E20/docker.sock E28B_SOCK=$E28B/docker.sock
+# engine28b also listens on TCP with mutual TLS (as dind in CI): server certs in $E28B_TLS,
+# the client's ca.pem/cert.pem/key.pem (a DOCKER_CERT_PATH) in $E28B_TLS/client.
+E28B_TLS_PORT=2376 E28B_TLS=$E28B/tls
 PIDS=$DIR/pids
 
 # Base PATH for the daemons, independent of the caller's PATH (which may hold other dockers).
@@ -510,10 +513,10 @@ ensure_bridge() { # name cidr
 # Once a client has listed a record by ref (buildx does after every build), deleting that record
 # leaves it queued, and Engine 28's BuildKit then crashes dockerd on the next history listing
 # with a limit (the reference buildx's `history ls` sends one).
-engine28x_config() { # dir containerd-socket bridge pool   (dockerd 28, containerd image store)
+engine28x_config() { # dir containerd-socket bridge pool [extra-hosts] [extra-keys]   (dockerd 28, containerd image store)
   cat <<EOF
 {
-  "hosts": ["unix://$1/docker.sock"],
+  "hosts": ["unix://$1/docker.sock"${5:-}],
   "data-root": "$1/data",
   "exec-root": "$1/exec",
   "pidfile": "$1/docker.pid",
@@ -523,12 +526,49 @@ engine28x_config() { # dir containerd-socket bridge pool   (dockerd 28, containe
   "iptables": false,
   "ip6tables": false,
   "features": {"containerd-snapshotter": true, "buildkit": true},
-  "builder": {"history": {"maxEntries": 100000, "maxAge": "87600h"}}
+  "builder": {"history": {"maxEntries": 100000, "maxAge": "87600h"}}${6:-}
 }
 EOF
 }
 engine28_config() { engine28x_config "$E28" "$C28_SOCK" "$BR28" "$POOL28"; }
-engine28b_config() { engine28x_config "$E28B" "$C28B_SOCK" "$BR28B" "$POOL28B"; }
+# engine28b's extra: a TCP listener with mutual TLS, beside its socket.
+engine28b_config() {
+  engine28x_config "$E28B" "$C28B_SOCK" "$BR28B" "$POOL28B" ", \"tcp://127.0.0.1:$E28B_TLS_PORT\"" ",
+  \"tls\": true,
+  \"tlsverify\": true,
+  \"tlscacert\": \"$E28B_TLS/ca.pem\",
+  \"tlscert\": \"$E28B_TLS/server-cert.pem\",
+  \"tlskey\": \"$E28B_TLS/server-key.pem\""
+}
+# A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made once and
+# again only when a file is missing; returns 0 when it (re)made them (engine28b must restart).
+ensure_engine28b_certs() {
+  local d=$E28B_TLS f
+  for f in ca.pem ca-key.pem server-cert.pem server-key.pem client/ca.pem client/cert.pem client/key.pem; do
+    [[ -s $d/$f ]] || break
+    f=
+  done
+  [[ -n $f ]] || return 1
+  log "engine28b: generating TLS certificates in $d"
+  rm -rf "$d" && mkdir -p "$d/client" && chmod 700 "$d"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$d/ca-key.pem" -out "$d/ca.pem" -days 3650 \
+    -subj "/CN=kiln test CA" 2>/dev/null || die "openssl: CA"
+  openssl req "${ec[@]}" -keyout "$d/server-key.pem" -out "$d/server.csr" -subj "/CN=localhost" 2>/dev/null || die "openssl: server key"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial -days 3650 \
+    -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n') \
+    -out "$d/server-cert.pem" 2>/dev/null || die "openssl: server cert"
+  openssl req "${ec[@]}" -keyout "$d/client/key.pem" -out "$d/client.csr" -subj "/CN=kiln test client" 2>/dev/null || die "openssl: client key"
+  openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial -days 3650 \
+    -extfile <(printf 'extendedKeyUsage=clientAuth\n') -out "$d/client/cert.pem" 2>/dev/null || die "openssl: client cert"
+  cp "$d/ca.pem" "$d/client/ca.pem"
+  rm -f "$d/server.csr" "$d/client.csr" "$d/ca.srl"
+  return 0
+}
+ping_docker_tls() { # port certdir
+  [[ $(curl -fsS --max-time 3 --cacert "$2/ca.pem" --cert "$2/cert.pem" --key "$2/key.pem" "https://127.0.0.1:$1/_ping") == OK ]]
+}
+ping_engine28b() { ping_docker "$E28B_SOCK" && ping_docker_tls "$E28B_TLS_PORT" "$E28B_TLS/client"; }
 engine20_config() {
   cat <<EOF
 {
@@ -674,6 +714,8 @@ write_bin_and_env() {
     echo "export KILN_TEST_ENGINE28_HOST=unix://$E28_SOCK"
     echo "export KILN_TEST_ENGINE20_HOST=unix://$E20_SOCK"
     echo "export KILN_TEST_ENGINE28B_HOST=unix://$E28B_SOCK"
+    echo "export KILN_TEST_ENGINE28B_TLS_HOST=tcp://127.0.0.1:$E28B_TLS_PORT"
+    echo "export KILN_TEST_ENGINE28B_TLS_CERTS=$E28B_TLS/client"
     echo "export KILN_TEST_CONTAINERD28_ADDRESS=$C28_SOCK"
     echo "export KILN_TEST_CONTAINERD20_ADDRESS=$C20_SOCK"
     echo "export KILN_TEST_CONTAINERD28B_ADDRESS=$C28B_SOCK"
@@ -703,7 +745,7 @@ print_versions() {
   v20=$(docker_api "$E20_SOCK" /version | jq -r '"\(.Version) (API \(.ApiVersion))"')
   echo "kiln test environment ($DIR):"
   echo "  dockerd engine28:    $v28, unix://$E28_SOCK"
-  echo "  dockerd engine28b:   $v28b, unix://$E28B_SOCK"
+  echo "  dockerd engine28b:   $v28b, unix://$E28B_SOCK and tcp://127.0.0.1:$E28B_TLS_PORT (TLS, certs $E28B_TLS/client)"
   echo "  dockerd engine20:    $v20, unix://$E20_SOCK"
   echo "  containerd28:        $("$FORKY/usr/bin/ctr" --address "$C28_SOCK" version | awk '/^Server:/ {s=1} s && /Version:/ {print $2; exit}'), $C28_SOCK"
   echo "  containerd28b:       $("$FORKY/usr/bin/ctr" --address "$C28B_SOCK" version | awk '/^Server:/ {s=1} s && /Version:/ {print $2; exit}'), $C28B_SOCK"
@@ -742,8 +784,9 @@ cmd_up() {
   ensure_daemon engine28 "$FORKY/usr/sbin/dockerd" $ch start_engine28 ping_docker "$E28_SOCK"
   ch=0; write_config "$E20/daemon.json" "$(engine20_config)" && ch=1
   ensure_daemon engine20 /usr/sbin/dockerd $ch start_engine20 ping_docker "$E20_SOCK"
-  ch=0; write_config "$E28B/daemon.json" "$(engine28b_config)" && ch=1
-  ensure_daemon engine28b "$FORKY/usr/sbin/dockerd" $ch start_engine28b ping_docker "$E28B_SOCK"
+  ch=0; ensure_engine28b_certs && ch=1
+  write_config "$E28B/daemon.json" "$(engine28b_config)" && ch=1
+  ensure_daemon engine28b "$FORKY/usr/sbin/dockerd" $ch start_engine28b ping_engine28b
 
   mkdir -p "$DIR/registry5000/data" "$DIR/registry5001/data"
   ch=0; write_config "$DIR/registry5000/config.yml" "$(registry_config $REG_PORT "$DIR/registry5000/data")" && ch=1

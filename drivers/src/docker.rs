@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::docker_api::DockerEndpoint;
+use crate::docker_api::{DockerConnection, DockerEndpoint};
+use crate::tls::TlsFiles;
 use crate::{
     BoxIo, Driver, DriverError, DriverKind, Features, NodeConfig, NodeStatus, RegistryLogin,
 };
@@ -19,7 +20,7 @@ const SNAPSHOTTER_LABEL: &str = "org.mobyproject.buildkit.worker.snapshotter";
 
 #[derive(Debug)]
 pub struct DockerDriver {
-    endpoint: DockerEndpoint,
+    endpoint: DockerConnection,
 }
 
 /// The docker driver takes no options: the daemon is configured through `daemon.json`.
@@ -35,13 +36,23 @@ pub fn validate_opts(opts: &BTreeMap<String, String>) -> Result<(), DriverError>
 
 impl DockerDriver {
     pub fn new(node: &NodeConfig) -> Result<Self, DriverError> {
+        Self::with_tls(node, None)
+    }
+
+    /// A node whose Engine is reached over TLS when `tls` is given and the endpoint is TCP (the
+    /// Docker context's or `DOCKER_TLS_VERIFY`'s material, resolved by the caller).
+    pub fn with_tls(node: &NodeConfig, tls: Option<&TlsFiles>) -> Result<Self, DriverError> {
         validate_opts(&node.driver_opts)?;
         Ok(DockerDriver {
-            endpoint: DockerEndpoint::parse(&node.endpoint)?,
+            endpoint: DockerConnection::new(DockerEndpoint::parse(&node.endpoint)?, tls)?,
         })
     }
 
     pub fn endpoint(&self) -> &DockerEndpoint {
+        self.endpoint.endpoint()
+    }
+
+    pub fn connection(&self) -> &DockerConnection {
         &self.endpoint
     }
 }
@@ -69,12 +80,12 @@ impl Driver for DockerDriver {
         let v = tokio::time::timeout(std::time::Duration::from_secs(10), api.version())
             .await
             .map_err(|_| DriverError::Unreachable {
-                endpoint: self.endpoint.as_url(),
+                endpoint: self.endpoint().as_url(),
                 reason: "no answer within 10s".into(),
             })?
             .map_err(|e| DriverError::Unreachable {
-                endpoint: self.endpoint.as_url(),
-                reason: e.to_string(),
+                endpoint: self.endpoint().as_url(),
+                reason: crate::docker_api::plain_to_tls_hint(&api_message(&e)),
             })?;
         let v = v.version.unwrap_or_default();
         Ok(buildkit_version_for_engine(&v))

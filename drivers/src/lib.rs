@@ -17,6 +17,7 @@ pub mod containerd;
 pub mod docker;
 pub mod docker_api;
 pub mod remote;
+pub mod tls;
 
 /// A bidirectional byte stream to a daemon.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::{BoxIo, Driver, DriverError, DriverKind, Features, NodeConfig, NodeStatus};
 
@@ -224,20 +222,9 @@ impl RemoteDriver {
         let Some((config, servername)) = &self.tls else {
             return Ok(io);
         };
-        let name = ServerName::try_from(servername.clone()).map_err(|e| {
-            self.unreachable(format!("invalid TLS server name {servername:?}: {e}"))
-        })?;
-        let connector = tokio_rustls::TlsConnector::from(config.clone());
-        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, io))
+        crate::tls::handshake(config.clone(), servername, io, TLS_HANDSHAKE_TIMEOUT)
             .await
-            .map_err(|_| {
-                self.unreachable(format!(
-                    "no TLS handshake within {}s",
-                    TLS_HANDSHAKE_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| self.unreachable(format!("TLS handshake failed: {e}")))?;
-        Ok(Box::pin(tls))
+            .map_err(|reason| self.unreachable(reason))
     }
 
     /// Connects and waits, within [`ANSWER_TIMEOUT`], for the daemon to speak HTTP/2 (gRPC's
@@ -316,52 +303,22 @@ async fn connect_unix(p: &Path) -> std::io::Result<BoxIo> {
     )))
 }
 
-fn read_pem(opt: &str, p: &Path) -> Result<Vec<u8>, DriverError> {
-    std::fs::read(p).map_err(|e| {
-        DriverError::InvalidOption(opt.into(), format!("cannot read {}: {e}", p.display()))
-    })
-}
-
+/// The remote driver's TLS client config: ALPN `h2` (gRPC), errors named by option.
 fn client_config(o: &TlsOpts) -> Result<tokio_rustls::rustls::ClientConfig, DriverError> {
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = &o.cacert {
-        let pem = read_pem("cacert", ca)?;
-        for c in CertificateDer::pem_slice_iter(&pem) {
-            let c = c.map_err(|e| DriverError::InvalidOption("cacert".into(), e.to_string()))?;
-            roots
-                .add(c)
-                .map_err(|e| DriverError::InvalidOption("cacert".into(), e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(DriverError::InvalidOption(
-                "cacert".into(),
-                format!("no certificate in {}", ca.display()),
-            ));
-        }
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DriverError::Other(e.to_string()))?
-        .with_root_certificates(roots);
-    let mut config = match (&o.cert, &o.key) {
-        (Some(cert), Some(key)) => {
-            let cert_pem = read_pem("cert", cert)?;
-            let chain = CertificateDer::pem_slice_iter(&cert_pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DriverError::InvalidOption("cert".into(), e.to_string()))?;
-            let key_pem = read_pem("key", key)?;
-            let key = PrivateKeyDer::from_pem_slice(&key_pem)
-                .map_err(|e| DriverError::InvalidOption("key".into(), e.to_string()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| DriverError::InvalidOption("cert".into(), e.to_string()))?
-        }
-        _ => builder.with_no_client_auth(),
+    let files = crate::tls::TlsFiles {
+        ca: o.cacert.clone(),
+        cert: o.cert.clone(),
+        key: o.key.clone(),
+        skip_verify: false,
     };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
+    crate::tls::client_config(&files, &[b"h2"]).map_err(|e| {
+        let opt = match e.file {
+            crate::tls::TlsFile::Ca => "cacert",
+            crate::tls::TlsFile::Cert => "cert",
+            crate::tls::TlsFile::Key => "key",
+        };
+        DriverError::InvalidOption(opt.into(), e.message)
+    })
 }
 
 #[async_trait]

@@ -96,6 +96,11 @@ echo "== environment"
 check "engine28 answers /_ping" curl -fsS --unix-socket "${E28#unix://}" http://d/_ping
 check "engine20 answers /_ping" curl -fsS --unix-socket "${E20#unix://}" http://d/_ping
 check "engine28b answers /_ping" curl -fsS --unix-socket "${E28B#unix://}" http://d/_ping
+TLSH=${KILN_TEST_ENGINE28B_TLS_HOST#tcp://} TLSC=$KILN_TEST_ENGINE28B_TLS_CERTS
+check "engine28b answers /_ping over TLS at $TLSH (client cert, verified)" bash -c "[[ \$(curl -fsS --cacert '$TLSC/ca.pem' --cert '$TLSC/cert.pem' --key '$TLSC/key.pem' https://$TLSH/_ping) == OK ]]"
+check "engine28b's TLS port refuses a client without a certificate" bash -c "! curl -fsS --cacert '$TLSC/ca.pem' https://$TLSH/_ping"
+check "engine28b's TLS port listens on 127.0.0.1 only" bash -c "[[ \$(ss -Hltn 'sport = :${TLSH##*:}' | awk '{print \$4}') == '$TLSH' ]]"
+check "docker CLI over TLS (DOCKER_TLS_VERIFY) reaches engine28b" env DOCKER_HOST="$KILN_TEST_ENGINE28B_TLS_HOST" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH="$TLSC" "$KILN_TEST_DOCKER_CLI" version
 check "engine28 uses the containerd image store" bash -c "curl -fsS --unix-socket '${E28#unix://}' http://d/info | jq -e '.DriverStatus | tostring | test(\"io.containerd.snapshotter\")'"
 check "engine28b uses the containerd image store" bash -c "curl -fsS --unix-socket '${E28B#unix://}' http://d/info | jq -e '.DriverStatus | tostring | test(\"io.containerd.snapshotter\")'"
 check "engine20 uses the classic overlay2 store" bash -c "curl -fsS --unix-socket '${E20#unix://}' http://d/info | jq -e '.Driver == \"overlay2\"'"

@@ -166,11 +166,11 @@ async fn import_into_containerd(
 /// `docker load` of the tarball into the Engine of the current Docker context.
 async fn load_into_docker(file: &Path) -> Result<()> {
     let context = crate::dockercfg::current_context_name()?;
-    let host = crate::dockercfg::context_by_name(&context)?
-        .with_context(|| format!("Docker context {context:?} not found"))?
-        .host;
-    let endpoint = kiln_drivers::docker_api::DockerEndpoint::parse(&host)?;
-    let docker = endpoint.api()?;
+    let context = crate::dockercfg::context_by_name(&context)?
+        .with_context(|| format!("Docker context {context:?} not found"))?;
+    let endpoint = kiln_drivers::docker_api::DockerEndpoint::parse(&context.host)?;
+    let docker =
+        kiln_drivers::docker_api::DockerConnection::new(endpoint, context.tls.as_ref())?.api()?;
     let tar = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
@@ -180,7 +180,8 @@ async fn load_into_docker(file: &Path) -> Result<()> {
         .build();
     let mut answers = docker.import_image_stream(options, body, None);
     while let Some(answer) = answers.next().await {
-        let info = answer.map_err(|e| anyhow::anyhow!("loading into Docker at {host}: {e}"))?;
+        let info =
+            answer.map_err(|e| anyhow::anyhow!("loading into Docker at {}: {e}", context.host))?;
         if let Some(line) = info
             .stream
             .as_deref()

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
+use kiln_drivers::tls::TlsFiles;
 use kiln_drivers::{Driver, DriverKind, NodeConfig, NodeStatus};
 
 use crate::buildkit::BuildkitClient;
@@ -136,14 +137,15 @@ fn context_group(name: &str) -> Resolved {
     }
 }
 
-/// A node's stored endpoint as a Docker host: URLs are used as they are, anything else names a
-/// Docker context.
-pub fn docker_host_for(endpoint: &str) -> Result<String> {
+/// A node's stored endpoint as a Docker host and the TLS it is reached with: a URL is used as it
+/// is, with the environment's TLS (`DOCKER_TLS_VERIFY`...) as `docker -H URL` does; anything
+/// else names a Docker context, with that context's TLS material.
+pub fn docker_target_for(endpoint: &str) -> Result<(String, Option<TlsFiles>)> {
     if endpoint.contains("://") {
-        return Ok(endpoint.to_string());
+        return Ok((endpoint.to_string(), dockercfg::default_tls()));
     }
     match dockercfg::context_by_name(endpoint)? {
-        Some(c) => Ok(c.host),
+        Some(c) => Ok((c.host, c.tls)),
         None => Err(anyhow!("Docker context {endpoint:?} not found")),
     }
 }
@@ -160,15 +162,20 @@ pub fn from_node_group(resolved: Resolved, last_activity: Option<Timestamp>) -> 
         .with_context(|| format!("builder {:?}", group.name))?;
     let mut nodes = Vec::with_capacity(group.nodes.len());
     for n in group.nodes {
-        let host = docker_host_for(&n.endpoint)?;
-        let driver = kiln_drivers::new_driver(
-            driver_kind,
-            &NodeConfig {
-                name: n.name.clone(),
-                endpoint: host.clone(),
-                driver_opts: n.driver_opts.clone(),
-            },
-        )?;
+        let (host, tls) = docker_target_for(&n.endpoint)?;
+        let config = NodeConfig {
+            name: n.name.clone(),
+            endpoint: host.clone(),
+            driver_opts: n.driver_opts.clone(),
+        };
+        let driver: Box<dyn Driver> = match driver_kind {
+            // Only the docker driver's endpoint is a Docker host that TLS settings apply to.
+            DriverKind::Docker => Box::new(
+                kiln_drivers::docker::DockerDriver::with_tls(&config, tls.as_ref())
+                    .with_context(|| format!("builder {:?}", group.name))?,
+            ),
+            _ => kiln_drivers::new_driver(driver_kind, &config)?,
+        };
         nodes.push(BuilderNode {
             name: n.name,
             endpoint: host,
@@ -352,9 +359,12 @@ mod tests {
 
     #[test]
     fn urls_are_hosts_and_other_endpoints_name_contexts() {
-        assert_eq!(docker_host_for("unix:///x.sock").unwrap(), "unix:///x.sock");
         assert_eq!(
-            docker_host_for("tcp://1.2.3.4:2375").unwrap(),
+            docker_target_for("unix:///x.sock").unwrap().0,
+            "unix:///x.sock"
+        );
+        assert_eq!(
+            docker_target_for("tcp://1.2.3.4:2375").unwrap().0,
             "tcp://1.2.3.4:2375"
         );
     }

@@ -14,7 +14,8 @@ use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
 pub use context::{
-    context_by_name, current_context_name, current_endpoint_key, list_contexts, DEFAULT_CONTEXT,
+    context_by_name, current_context_name, current_endpoint_key, default_tls, list_contexts,
+    DEFAULT_CONTEXT,
 };
 pub use credentials::credentials_for;
 
