@@ -779,3 +779,226 @@ fn bad_input_is_one_line_naming_it() {
     let err = fails(user.kiln(&["imagetools", "create", "--dry-run", &missing]));
     assert!(err.contains(&format!("source {missing}")), "{err}");
 }
+
+/// How a hostile or broken loopback registry answers every request.
+#[derive(Clone, Copy)]
+enum Misbehaviour {
+    /// `200` with a manifest media type and a chunked body that never ends.
+    EndlessBody,
+    /// `404` with an error body that never ends.
+    EndlessError,
+    /// `200` headers and a few bytes, then silence.
+    StalledBody,
+    /// Accepts the connection, reads the request, never answers.
+    NoHeaders,
+}
+
+/// A loopback server that misbehaves as told; its address as a registry host.
+fn misbehaving_registry(how: Misbehaviour) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let mut out = client;
+                let head = match how {
+                    Misbehaviour::EndlessBody | Misbehaviour::StalledBody => {
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    }
+                    Misbehaviour::EndlessError => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    }
+                    Misbehaviour::NoHeaders => {
+                        std::thread::sleep(std::time::Duration::from_secs(120));
+                        return;
+                    }
+                };
+                if out.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 65536, " ".repeat(65536));
+                match how {
+                    Misbehaviour::StalledBody => {
+                        let _ = out.write_all(b"1\r\n{\r\n");
+                        std::thread::sleep(std::time::Duration::from_secs(120));
+                    }
+                    _ => while out.write_all(chunk.as_bytes()).is_ok() {},
+                }
+            });
+        }
+    });
+    addr.to_string()
+}
+
+#[test]
+fn hostile_registries_neither_exhaust_memory_nor_hang() {
+    let user = User::new(Engine::Modern);
+    let cases = [
+        (Misbehaviour::EndlessBody, "is larger than 4 MiB"),
+        (Misbehaviour::EndlessError, "not found"),
+        (Misbehaviour::StalledBody, "timed out: reading manifest"),
+        (
+            Misbehaviour::NoHeaders,
+            "timed out: GET /v2/app/manifests/latest",
+        ),
+    ];
+    for (how, wanted) in cases {
+        let registry = misbehaving_registry(how);
+        let reference = format!("{registry}/app:latest");
+        let started = std::time::Instant::now();
+        let err = fails(
+            user.kiln(&["imagetools", "inspect", &reference])
+                .env("KILN_REGISTRY_TIMEOUT_SECS", "2"),
+        );
+        assert!(err.contains(wanted) && err.contains(&registry), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Ctrl-C still ends a wait on a silent registry at once, with 130.
+    let registry = misbehaving_registry(Misbehaviour::NoHeaders);
+    let mut child = user
+        .kiln(&["imagetools", "inspect", &format!("{registry}/app:latest")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// `--format` templates beyond plain fields (`range`, `if`, `with`, variables, `index`, `len`,
+/// `printf`, pipelines, literals, comments, `{{json .}}`) print what buildx prints, and fail
+/// where it fails with its message, on an attested index, one of its images and a lone manifest.
+#[test]
+fn inspect_templates_follow_go_text_template() {
+    let user = User::new(Engine::Modern);
+    let repo = two_platform_repo(&user, "kiln/itools-template", Kind::Attested);
+    push_image(&user, &format!("{repo}:plain"), "linux/arm64", Kind::Docker);
+    let merged = format!("{repo}:merged");
+    ok(user.kiln(&[
+        "imagetools",
+        "create",
+        "-t",
+        &merged,
+        &format!("{repo}:amd64"),
+        &format!("{repo}:arm64"),
+    ]));
+    let formats = [
+        "{{json .}}",
+        r#"{{json (index .Image "linux/arm64")}}"#,
+        "{{range .Manifest.Manifests}}{{.Digest}} {{end}}",
+        "{{range $i, $m := .Manifest.Manifests}}{{$i}}={{$m.Digest}};{{else}}none{{end}}",
+        r#"{{range .Manifest.Manifests}}{{if eq .Platform.OS "linux"}}{{.Platform.Architecture}} {{end}}{{end}}"#,
+        r#"{{if .Name}}yes{{else}}no{{end}}"#,
+        "{{with .Manifest}}{{.MediaType}}{{end}}",
+        "{{len .Image}}",
+        "{{len .Manifest.Manifests}}",
+        r#"{{printf "%s" .Name}}"#,
+        r#"{{.Name | printf "%q"}}"#,
+        r#"{{/* a comment */}}x{{"lit"}} {{`raw`}}"#,
+        "a  {{- .Name -}}  b",
+        "{{.Image.Config.Env}}",
+        "{{.Image.Architecture}}",
+        "{{json .Manifest.Manifests}}",
+        "x{{.Manifest.Digest}}",
+        "{{$n := .Name}}{{$n}} {{$.Manifest.Size}}",
+        "{{.Image.Created}} {{range .Image.History}}{{.CreatedBy}}|{{end}}",
+        "{{.Provenance}}",
+        "{{.SBOM}}",
+        "{{.Provenance.SLSA.invocation.parameters.locals}}",
+        "{{range $p, $v := .Provenance}}{{$p}}={{$v.SLSA.buildType}};{{end}}",
+        r#"{{(index .Provenance "linux/arm64").SLSA.builder}}"#,
+        r#"{{if and .Name (gt .Manifest.Size 100)}}big{{end}}"#,
+        "{{eq .Name 1}}",
+        "{{.Name.Foo}}",
+        "{{nope .Name}}",
+        "{{.Image.Nope}}",
+        "{{range .Manifest.Manifests}}{{.Nope}}{{end}}",
+        "{{index .Manifest.Manifests 0 | len}}",
+    ];
+    for image in [
+        merged.as_str(),
+        &format!("{repo}:amd64"),
+        &format!("{repo}:plain"),
+    ] {
+        for f in formats {
+            let args = ["imagetools", "inspect", "--format", f, image];
+            let (kiln, buildx) = (run(user.kiln(&args)), run(user.buildx(&args)));
+            assert_eq!(
+                (kiln.status.code(), stdout(&kiln), stderr(&kiln)),
+                (buildx.status.code(), stdout(&buildx), stderr(&buildx)),
+                "kiln and buildx differ for --format {f:?} on {image}"
+            );
+        }
+    }
+    let by_platform = "{{range $p, $img := .Image}}{{$p}}: {{$img.Architecture}}\n{{end}}";
+    same_inspect(&user, &["--format", by_platform, &merged]);
+    // buildx prints typed structs with `%v` (pointer addresses included); kiln asks for json.
+    let single = format!("{repo}:amd64");
+    let err = fails(user.kiln(&["imagetools", "inspect", "--format", by_platform, &single]));
+    assert!(
+        err.contains(":1:20: executing \"\" at <.Image>: range can't iterate over"),
+        "{err}"
+    );
+    let err = fails(user.kiln(&["imagetools", "inspect", "--format", "{{.Image}}", &single]));
+    assert!(err.contains("json"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_tag_with_a_digest_pushes_by_digest_only() {
+    let user = User::new(Engine::Modern);
+    let repo = two_platform_repo(&user, "kiln/itools-bydigest", Kind::Docker);
+    let sources = [format!("{repo}:amd64"), format!("{repo}:arm64")];
+    let mut dry = vec!["imagetools", "create", "--dry-run"];
+    dry.extend(sources.iter().map(String::as_str));
+    let index = ok(user.kiln(&dry)).stdout;
+    let digest = format!("sha256:{}", sha256_hex(index.trim_ascii_end()));
+    let target = format!(
+        "{}/{}",
+        env("KILN_TEST_REGISTRY"),
+        unique("kiln/itools-bydigest-t")
+    );
+
+    // The wrong digest is refused and pushes nothing.
+    let wrong = format!("{target}@sha256:{}", "0".repeat(64));
+    let mut args = vec!["imagetools", "create", "-t", &wrong];
+    args.extend(sources.iter().map(String::as_str));
+    let err = fails(user.kiln(&args));
+    assert!(
+        err.contains(&format!("the merged image's digest is {digest}")),
+        "{err}"
+    );
+
+    let pinned = format!("{target}@{digest}");
+    let mut args = vec!["imagetools", "create", "-t", &pinned];
+    args.extend(sources.iter().map(String::as_str));
+    ok(user.kiln(&args));
+    assert_eq!(skopeo_raw(&pinned), index.trim_ascii_end());
+    // No tag was created (buildx pushes by digest too; kiln once pushed `latest`).
+    let latest = run(std::process::Command::new(env("KILN_TEST_SKOPEO")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}:latest"),
+    ]));
+    assert!(!latest.status.success());
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}

@@ -331,7 +331,7 @@ pub(super) async fn config_platform(
     manifest: &[u8],
 ) -> Result<Platform> {
     let m: ImageManifest = serde_json::from_slice(manifest).context("parsing the manifest")?;
-    let config = client.get_blob(repo, &m.config.digest).await?;
+    let config = client.get_small_blob(repo, &m.config.digest).await?;
     let p: Platform = serde_json::from_slice(&config).context("parsing the image config")?;
     Ok(Platform {
         architecture: p.architecture,
@@ -589,7 +589,7 @@ async fn copy_into(
     futures::stream::iter(
         blobs
             .iter()
-            .map(|(b, from)| ensure_blob(client, target, &b.digest, from)),
+            .map(|(b, from)| ensure_blob(client, target, b, from)),
     )
     .buffer_unordered(BLOB_CONCURRENCY)
     .try_collect::<Vec<()>>()
@@ -677,14 +677,15 @@ fn missing<'a>(
     })
 }
 
-/// Makes blob `digest` present in `target`: nothing when it is, a mount from `from` when the
-/// registry allows it, else a copy.
+/// Makes blob `blob` present in `target`: nothing when it is, a mount from `from` when the
+/// registry allows it, else a copy (never more bytes than its descriptor says).
 async fn ensure_blob(
     client: &Client,
     target: &Repository,
-    digest: &Digest,
+    blob: &Descriptor,
     from: &Repository,
 ) -> Result<()> {
+    let digest = &blob.digest;
     if client.blob_exists(target, digest).await? {
         return Ok(());
     }
@@ -696,8 +697,10 @@ async fn ensure_blob(
     } else {
         None
     };
+    // A negative size is "unknown" (descriptors from daemons too old to report one).
+    let limit = u64::try_from(blob.size).unwrap_or(u64::MAX);
     let data = client
-        .get_blob(from, digest)
+        .get_blob_sized(from, digest, limit)
         .await
         .with_context(|| format!("copying {digest} from {from}"))?;
     client.upload_blob(target, digest, data, session).await?;

@@ -171,7 +171,7 @@ async fn template_input(
     for (platform, (digest, m)) in &loaded.images {
         let mut asset = Asset::default();
         if template.uses("Image") {
-            let config = client.get_blob(repo, &m.config.digest).await?;
+            let config = client.get_small_blob(repo, &m.config.digest).await?;
             asset.config = Some(go_image(&config)?);
         }
         let attestations = loaded
@@ -191,6 +191,10 @@ async fn template_input(
     let mut root = serde_json::Map::new();
     root.insert("Name".into(), json!(name));
     root.insert("Manifest".into(), manifest);
+    root.insert(
+        super::template::MULTI_KEY.into(),
+        Value::Bool(assets.len() > 1),
+    );
     if assets.len() > 1 {
         let collect = |f: fn(&Asset) -> Option<Value>| -> Value {
             Value::Object(
@@ -298,7 +302,7 @@ async fn predicates(
             if !is_intoto(&layer.media_type) || !wanted(kind) {
                 continue;
             }
-            let mut data = client.get_blob(repo, &layer.digest).await?.to_vec();
+            let mut data = client.get_small_blob(repo, &layer.digest).await?.to_vec();
             if layer.media_type != INTOTO {
                 #[derive(Deserialize)]
                 struct Envelope {

@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -25,6 +27,22 @@ use crate::dockercfg::Credentials;
 
 const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
 const MAX_REDIRECTS: usize = 5;
+
+/// Largest manifest or index read into memory; containerd refuses larger ones too.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// Largest blob [`Client::get_small_blob`] reads into memory (image configs, attestations).
+pub const MAX_SMALL_BLOB_BYTES: u64 = 16 << 20;
+/// Largest token endpoint answer.
+const MAX_TOKEN_BYTES: u64 = 1 << 20;
+/// Largest error body read for its message; the rest is not needed.
+const MAX_ERROR_BYTES: u64 = 64 << 10;
+
+/// How long to wait for a TCP connection, as buildx's dialer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for response headers, and for any progress while reading a body.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Overrides [`DEFAULT_IDLE_TIMEOUT`] (whole seconds); tests use it to keep stall cases fast.
+pub const TIMEOUT_ENV: &str = "KILN_REGISTRY_TIMEOUT_SECS";
 
 /// A manifest or index as the registry stored it.
 #[derive(Debug, Clone)]
@@ -79,6 +97,8 @@ pub struct Client {
     /// Held while asking a token endpoint, so concurrent requests share one token per scope.
     token_fetch: tokio::sync::Mutex<()>,
     uploaded: AtomicU64,
+    /// Bound on waiting for response headers and on a body read making no progress.
+    idle_timeout: Duration,
 }
 
 impl Default for Client {
@@ -90,11 +110,12 @@ impl Default for Client {
 impl Client {
     pub fn new() -> Client {
         Client {
-            http: HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            http: HyperClient::builder(TokioExecutor::new()).build(connector()),
             https: OnceLock::new(),
             auth: Mutex::new(AuthState::default()),
             token_fetch: tokio::sync::Mutex::new(()),
             uploaded: AtomicU64::new(0),
+            idle_timeout: idle_timeout_from(std::env::var(TIMEOUT_ENV).ok().as_deref()),
         }
     }
 
@@ -121,14 +142,23 @@ impl Client {
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(Error::NotFound(reference.to_string()));
         }
-        let resp = check(resp, &repo.registry, &format!("fetching {reference}")).await?;
+        let resp = self
+            .check(resp, &repo.registry, &format!("fetching {reference}"))
+            .await?;
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
             .unwrap_or_default();
-        let bytes = read_body(resp, &repo.registry).await?;
+        let bytes = self
+            .read_body(
+                resp,
+                &repo.registry,
+                &format!("manifest {reference}"),
+                MAX_MANIFEST_BYTES,
+            )
+            .await?;
         let digest = match &reference.digest {
             Some(d) if !d.matches(&bytes) => {
                 return Err(Error::DigestMismatch {
@@ -176,7 +206,7 @@ impl Client {
                 body: bytes,
             })
             .await?;
-        check(
+        self.check(
             resp,
             &repo.registry,
             &format!("pushing manifest {repo}:{key}"),
@@ -190,8 +220,22 @@ impl Client {
         self.exists(repo, &format!("blobs/{digest}"), None).await
     }
 
-    /// A blob's content, verified against its digest; follows redirects to storage backends.
-    pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Bytes, Error> {
+    /// A blob that is read into memory to be parsed (an image config, an attestation), refused
+    /// past [`MAX_SMALL_BLOB_BYTES`].
+    pub async fn get_small_blob(&self, repo: &Repository, digest: &Digest) -> Result<Bytes, Error> {
+        self.get_blob_sized(repo, digest, MAX_SMALL_BLOB_BYTES)
+            .await
+    }
+
+    /// A blob's content, verified against its digest (redirects to storage backends followed),
+    /// refused once more than `limit` bytes arrive (a descriptor's size, or a cap for content
+    /// read to be parsed). It is read whole into memory.
+    pub async fn get_blob_sized(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Bytes, Error> {
         let what = format!("blob {digest} in {repo}");
         let mut resp = self
             .send(Request {
@@ -220,8 +264,10 @@ impl Client {
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(Error::NotFound(what));
         }
-        let resp = check(resp, &repo.registry, &format!("fetching {what}")).await?;
-        let bytes = read_body(resp, &repo.registry).await?;
+        let resp = self
+            .check(resp, &repo.registry, &format!("fetching {what}"))
+            .await?;
+        let bytes = self.read_body(resp, &repo.registry, &what, limit).await?;
         if !digest.matches(&bytes) {
             return Err(Error::DigestMismatch { what });
         }
@@ -253,7 +299,8 @@ impl Client {
             StatusCode::CREATED => Ok(Mount::Mounted),
             StatusCode::ACCEPTED => Ok(Mount::Upload(location(&resp, &url, &to.registry)?)),
             _ => {
-                check(resp, &to.registry, &format!("mounting {digest} into {to}")).await?;
+                self.check(resp, &to.registry, &format!("mounting {digest} into {to}"))
+                    .await?;
                 Err(Error::Protocol {
                     registry: to.registry.clone(),
                     detail: "unexpected answer to a blob mount".into(),
@@ -286,7 +333,7 @@ impl Client {
                         body: Bytes::new(),
                     })
                     .await?;
-                let resp = check(resp, &repo.registry, &what).await?;
+                let resp = self.check(resp, &repo.registry, &what).await?;
                 location(&resp, &url, &repo.registry)?
             }
         };
@@ -303,7 +350,7 @@ impl Client {
                 body: data,
             })
             .await?;
-        check(resp, &repo.registry, &what).await?;
+        self.check(resp, &repo.registry, &what).await?;
         self.uploaded.fetch_add(len, Ordering::Relaxed);
         tracing::debug!(%digest, %repo, bytes = len, "uploaded blob");
         Ok(())
@@ -331,7 +378,8 @@ impl Client {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             _ => {
-                check(resp, &repo.registry, &format!("checking {repo}/{path}")).await?;
+                self.check(resp, &repo.registry, &format!("checking {repo}/{path}"))
+                    .await?;
                 Ok(false)
             }
         }
@@ -386,11 +434,22 @@ impl Client {
         request: http::Request<Full<Bytes>>,
         registry: &str,
     ) -> Result<Response<Incoming>, Error> {
-        let result = if url.scheme() == "https" {
-            self.https_client()?.request(request).await
+        // The bound covers sending the body too, so an upload gets time for its size.
+        let limit = self.idle_timeout + upload_allowance(request.body().size_hint().upper());
+        let method = request.method().clone();
+        let sent = if url.scheme() == "https" {
+            tokio::time::timeout(limit, self.https_client()?.request(request)).await
         } else {
-            self.http.request(request).await
+            tokio::time::timeout(limit, self.http.request(request)).await
         };
+        let result = sent.map_err(|_| Error::Timeout {
+            registry: registry.to_string(),
+            detail: format!(
+                "{method} {}: no response for {}",
+                url.path(),
+                seconds(limit)
+            ),
+        })?;
         result.map_err(|e| Error::Connect {
             registry: registry.to_string(),
             detail: flatten_error(&e),
@@ -406,7 +465,10 @@ impl Client {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let connector = match builder.with_provider_and_native_roots(provider.clone()) {
-            Ok(b) => b.https_or_http().enable_http1().build(),
+            Ok(b) => b
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(tls_transport()),
             Err(_) => {
                 // No system roots: https registries will fail verification with a clear error.
                 let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -418,7 +480,7 @@ impl Client {
                     .with_tls_config(config)
                     .https_or_http()
                     .enable_http1()
-                    .build()
+                    .wrap_connector(tls_transport())
             }
         };
         Ok(self
@@ -546,8 +608,10 @@ impl Client {
                 detail: format!("{what}: {}", resp.status()),
             });
         }
-        let resp = check(resp, registry, &what).await?;
-        let body = read_body(resp, registry).await?;
+        let resp = self.check(resp, registry, &what).await?;
+        let body = self
+            .read_body(resp, registry, &what, MAX_TOKEN_BYTES)
+            .await?;
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)
@@ -651,30 +715,114 @@ fn location(resp: &Response<Incoming>, base: &Url, registry: &str) -> Result<Url
     })
 }
 
-/// Passes a successful response through; turns any other into an error with the registry's
-/// own message (the distribution error JSON), never echoing request headers.
-async fn check(
-    resp: Response<Incoming>,
-    registry: &str,
-    what: &str,
-) -> Result<Response<Incoming>, Error> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
+impl Client {
+    /// Passes a successful response through; turns any other into an error with the
+    /// registry's own message (the distribution error JSON), never echoing request headers.
+    async fn check(
+        &self,
+        resp: Response<Incoming>,
+        registry: &str,
+        what: &str,
+    ) -> Result<Response<Incoming>, Error> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = self
+            .read_body(resp, registry, what, MAX_ERROR_BYTES)
+            .await
+            .unwrap_or_default();
+        let detail = registry_message(&body);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized {
+                registry: registry.into(),
+                detail: format!("{what}: {status}{detail}"),
+            });
+        }
+        Err(Error::Status {
+            what: what.into(),
+            status,
+            detail,
+        })
     }
-    let body = read_body(resp, registry).await.unwrap_or_default();
-    let detail = registry_message(&body);
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(Error::Unauthorized {
+
+    /// A response body, refused once it passes `limit` bytes or stops making progress for the
+    /// idle timeout, so a broken or hostile server can neither exhaust memory nor hang kiln.
+    async fn read_body(
+        &self,
+        resp: Response<Incoming>,
+        registry: &str,
+        what: &str,
+        limit: u64,
+    ) -> Result<Bytes, Error> {
+        let declared = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_large = || Error::TooLarge {
             registry: registry.into(),
-            detail: format!("{what}: {status}{detail}"),
-        });
+            what: what.into(),
+            limit,
+        };
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = resp.into_body();
+        let mut data = bytes::BytesMut::new();
+        loop {
+            let frame = tokio::time::timeout(self.idle_timeout, body.frame())
+                .await
+                .map_err(|_| Error::Timeout {
+                    registry: registry.into(),
+                    detail: format!("reading {what}: no data for {}", seconds(self.idle_timeout)),
+                })?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| Error::Connect {
+                registry: registry.into(),
+                detail: format!("reading {what}: {}", flatten_error(&e)),
+            })?;
+            if let Ok(chunk) = frame.into_data() {
+                if data.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(too_large());
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+        Ok(data.freeze())
     }
-    Err(Error::Status {
-        what: what.into(),
-        status,
-        detail,
-    })
+}
+
+/// The TCP connector for plain-http registries, with buildx's connect timeout.
+fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    c
+}
+
+/// The TCP connector under TLS: it must let https URLs through to the TLS layer.
+fn tls_transport() -> HttpConnector {
+    let mut c = connector();
+    c.enforce_http(false);
+    c
+}
+
+/// The idle timeout [`TIMEOUT_ENV`] asks for, or the default when unset or unusable.
+fn idle_timeout_from(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT)
+}
+
+/// Extra time to send a request body of `len` bytes, assuming at least 256 KiB/s upstream.
+fn upload_allowance(len: Option<u64>) -> Duration {
+    Duration::from_secs(len.unwrap_or(0) / (256 << 10))
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
 }
 
 /// `: CODE: message` from a distribution error body, or nothing.
@@ -699,18 +847,6 @@ fn registry_message(body: &[u8]) -> String {
             .collect(),
         _ => String::new(),
     }
-}
-
-async fn read_body(resp: Response<Incoming>, registry: &str) -> Result<Bytes, Error> {
-    Ok(resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| Error::Connect {
-            registry: registry.into(),
-            detail: flatten_error(&e),
-        })?
-        .to_bytes())
 }
 
 #[cfg(test)]
@@ -761,6 +897,34 @@ mod tests {
         assert_eq!(
             realm_for_display("https://user:pw@auth.example/token?x=1"),
             "https://auth.example/token"
+        );
+    }
+
+    #[test]
+    fn idle_timeout_comes_from_the_environment_when_usable() {
+        assert_eq!(idle_timeout_from(None), DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(idle_timeout_from(Some("2")), Duration::from_secs(2));
+        assert_eq!(idle_timeout_from(Some("0")), DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(idle_timeout_from(Some("soon")), DEFAULT_IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn uploads_get_time_for_their_size() {
+        assert_eq!(upload_allowance(None), Duration::ZERO);
+        assert_eq!(upload_allowance(Some(1 << 30)), Duration::from_secs(4096));
+    }
+
+    #[test]
+    fn size_limits_are_worded_for_people() {
+        let e = Error::TooLarge {
+            registry: "127.0.0.1:5000".into(),
+            what: "manifest 127.0.0.1:5000/app:latest".into(),
+            limit: MAX_MANIFEST_BYTES,
+        };
+        assert_eq!(
+            e.to_string(),
+            "127.0.0.1:5000: manifest 127.0.0.1:5000/app:latest is larger than 4 MiB; \
+             refusing to read more"
         );
     }
 }

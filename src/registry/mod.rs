@@ -34,6 +34,14 @@ pub enum Error {
         status: http::StatusCode,
         detail: String,
     },
+    #[error("{registry}: {what} is larger than {}; refusing to read more", size(*limit))]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: u64,
+    },
+    #[error("{registry}: timed out: {detail}")]
+    Timeout { registry: String, detail: String },
     #[error("cannot reach {registry}: {detail}")]
     Connect { registry: String, detail: String },
     #[error("{registry}: {detail}")]
@@ -42,4 +50,13 @@ pub enum Error {
     DigestMismatch { what: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// `4 MiB`, `64 KiB`, or bytes when neither divides evenly.
+fn size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
