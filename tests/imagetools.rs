@@ -78,6 +78,23 @@ fn two_platform_repo(user: &User, name: &str, kind: Kind) -> String {
     repo
 }
 
+/// A repository with attested `:amd64` and `:arm64` images, a Docker-media-type `:plain`, and
+/// `:merged`, kiln's index of the first two. Returns the repository and the merged reference.
+fn merged_repo(user: &User, name: &str) -> (String, String) {
+    let repo = two_platform_repo(user, name, Kind::Attested);
+    push_image(user, &format!("{repo}:plain"), "linux/arm64", Kind::Docker);
+    let merged = format!("{repo}:merged");
+    ok(user.kiln(&[
+        "imagetools",
+        "create",
+        "-t",
+        &merged,
+        &format!("{repo}:amd64"),
+        &format!("{repo}:arm64"),
+    ]));
+    (repo, merged)
+}
+
 fn raw_with_buildx(user: &User, reference: &str) -> serde_json::Value {
     let out = ok(user.buildx(&["imagetools", "inspect", "--raw", reference]));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -428,18 +445,8 @@ fn merge_two_platforms_across_repositories_without_uploading_blobs() {
 #[test]
 fn inspect_prints_what_buildx_prints() {
     let user = User::new(Engine::Modern);
-    let repo = two_platform_repo(&user, "kiln/itools-inspect", Kind::Attested);
-    push_image(&user, &format!("{repo}:plain"), "linux/arm64", Kind::Docker);
+    let (repo, merged) = merged_repo(&user, "kiln/itools-inspect");
     push_image(&user, &format!("{repo}:oci"), "linux/amd64", Kind::Oci);
-    let merged = format!("{repo}:merged");
-    ok(user.kiln(&[
-        "imagetools",
-        "create",
-        "-t",
-        &merged,
-        &format!("{repo}:amd64"),
-        &format!("{repo}:arm64"),
-    ]));
     let formats = [
         "{{json .Manifest}}",
         "{{json .Image}}",
@@ -885,17 +892,7 @@ fn hostile_registries_neither_exhaust_memory_nor_hang() {
 #[test]
 fn inspect_templates_follow_go_text_template() {
     let user = User::new(Engine::Modern);
-    let repo = two_platform_repo(&user, "kiln/itools-template", Kind::Attested);
-    push_image(&user, &format!("{repo}:plain"), "linux/arm64", Kind::Docker);
-    let merged = format!("{repo}:merged");
-    ok(user.kiln(&[
-        "imagetools",
-        "create",
-        "-t",
-        &merged,
-        &format!("{repo}:amd64"),
-        &format!("{repo}:arm64"),
-    ]));
+    let (repo, merged) = merged_repo(&user, "kiln/itools-template");
     let formats = [
         "{{json .}}",
         r#"{{json (index .Image "linux/arm64")}}"#,

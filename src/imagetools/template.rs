@@ -830,6 +830,26 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// `if` (and `with`, which also makes the condition's value the dot of its branch).
+    fn branch(
+        &mut self,
+        cond: &Pipeline,
+        then: &[Node],
+        otherwise: &[Node],
+        dot: &Val<'a>,
+        rebind: bool,
+    ) -> Result<()> {
+        let marker = self.vars.len();
+        let v = self.pipeline(cond, dot)?;
+        if truthy(&v) {
+            self.list(then, if rebind { &v } else { dot })?;
+        } else {
+            self.list(otherwise, dot)?;
+        }
+        self.vars.truncate(marker);
+        Ok(())
+    }
+
     fn list(&mut self, nodes: &[Node], dot: &Val<'a>) -> Result<()> {
         for n in nodes {
             match n {
@@ -845,30 +865,12 @@ impl<'a> Exec<'a> {
                     cond,
                     then,
                     otherwise,
-                } => {
-                    let marker = self.vars.len();
-                    let v = self.pipeline(cond, dot)?;
-                    if truthy(&v) {
-                        self.list(then, dot)?;
-                    } else {
-                        self.list(otherwise, dot)?;
-                    }
-                    self.vars.truncate(marker);
-                }
+                } => self.branch(cond, then, otherwise, dot, false)?,
                 Node::With {
                     cond,
                     then,
                     otherwise,
-                } => {
-                    let marker = self.vars.len();
-                    let v = self.pipeline(cond, dot)?;
-                    if truthy(&v) {
-                        self.list(then, &v)?;
-                    } else {
-                        self.list(otherwise, dot)?;
-                    }
-                    self.vars.truncate(marker);
-                }
+                } => self.branch(cond, then, otherwise, dot, true)?,
                 Node::Range {
                     over,
                     body,
@@ -1043,52 +1045,39 @@ impl<'a> Exec<'a> {
                         None => Val::Missing,
                     }
                 }
-                Val::Json(Cow::Borrowed(x)) => match x {
-                    Value::Object(_) if name == "Created" => match lookup(x, name) {
-                        Some(Value::String(t)) => Val::Json(Cow::Owned(Value::String(go_time(t)))),
-                        found => found.map_or(Val::Missing, |x| Val::Json(Cow::Borrowed(x))),
-                    },
-                    Value::Object(_) => {
-                        lookup(x, name).map_or(Val::Missing, |x| Val::Json(Cow::Borrowed(x)))
+                Val::Json(json) => {
+                    match json.as_ref() {
+                        Value::Object(_) => {}
+                        Value::Null => {
+                            return Err(self.fail(
+                                pos,
+                                at,
+                                format!("nil pointer evaluating interface {{}}.{name}"),
+                            ))
+                        }
+                        other => {
+                            return Err(self.fail(
+                                pos,
+                                at,
+                                format!("can't evaluate field {name} in type {}", go_type(other)),
+                            ))
+                        }
                     }
-                    Value::Null => {
-                        return Err(self.fail(
-                            pos,
-                            at,
-                            format!("nil pointer evaluating interface {{}}.{name}"),
-                        ))
+                    // Borrowed values stay borrowed from the root, so printing them can still
+                    // tell where they came from.
+                    let found: Option<Cow<'a, Value>> = match json {
+                        Cow::Borrowed(x) => lookup(x, name).map(Cow::Borrowed),
+                        Cow::Owned(x) => lookup(&x, name).cloned().map(Cow::Owned),
+                    };
+                    match found {
+                        Some(f) if name == "Created" => match f.as_ref() {
+                            Value::String(t) => Val::Json(Cow::Owned(Value::String(go_time(t)))),
+                            _ => Val::Json(f),
+                        },
+                        Some(f) => Val::Json(f),
+                        None => Val::Missing,
                     }
-                    other => {
-                        return Err(self.fail(
-                            pos,
-                            at,
-                            format!("can't evaluate field {name} in type {}", go_type(other)),
-                        ))
-                    }
-                },
-                Val::Json(Cow::Owned(x)) => match &x {
-                    Value::Object(_) if name == "Created" => match lookup(&x, name) {
-                        Some(Value::String(t)) => Val::Json(Cow::Owned(Value::String(go_time(t)))),
-                        found => found.map_or(Val::Missing, |x| Val::Json(Cow::Owned(x.clone()))),
-                    },
-                    Value::Object(_) => {
-                        lookup(&x, name).map_or(Val::Missing, |x| Val::Json(Cow::Owned(x.clone())))
-                    }
-                    Value::Null => {
-                        return Err(self.fail(
-                            pos,
-                            at,
-                            format!("nil pointer evaluating interface {{}}.{name}"),
-                        ))
-                    }
-                    other => {
-                        return Err(self.fail(
-                            pos,
-                            at,
-                            format!("can't evaluate field {name} in type {}", go_type(other)),
-                        ))
-                    }
-                },
+                }
                 // Go's missing map entry is an invalid value, and fields of it are too.
                 Val::Missing => Val::Missing,
             };
