@@ -4,6 +4,9 @@
 # and the only thing CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Nothing here reads the caller's terminal or pipe; rustc's target probe reads stdin and fails on
+# whatever a caller left there.
+exec </dev/null
 
 # Downloads and build outputs live outside the clone so the next run on this machine reuses them.
 export KILN_CACHE_DIR="${KILN_CACHE_DIR:-/var/cache/kiln}"
