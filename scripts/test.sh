@@ -12,6 +12,9 @@ exec </dev/null
 export KILN_CACHE_DIR="${KILN_CACHE_DIR:-/var/cache/kiln}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KILN_CACHE_DIR/cargo-target}"
 mkdir -p "$KILN_CACHE_DIR" "$CARGO_TARGET_DIR"
+# Cargo caches rustc's answers to its target probe here, failures included: one probe that once
+# read junk from a caller's stdin would fail every later build. Re-probing costs milliseconds.
+rm -f "$CARGO_TARGET_DIR/.rustc_info.json"
 
 bash scripts/testenv.sh up
 # shellcheck disable=SC1091
