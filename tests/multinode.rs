@@ -94,6 +94,17 @@ fn fresh_tag(repo: &str) -> String {
     format!("{}/{}:v1", env("KILN_TEST_REGISTRY"), unique(repo))
 }
 
+/// The architectures of an index's linux images (attestation manifests left out), in order.
+fn linux_archs(index: &serde_json::Value) -> Vec<&str> {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["platform"]["os"] == "linux")
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect()
+}
+
 fn skopeo_raw(reference: &str) -> serde_json::Value {
     let out = ok(std::process::Command::new(env("KILN_TEST_SKOPEO")).args([
         "inspect",
@@ -383,14 +394,8 @@ fn docker_media_type_parts_merge_into_a_docker_manifest_list() {
         list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
         "{list}"
     );
-    let platforms: Vec<&str> = list["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["platform"]["architecture"].as_str().unwrap())
-        .collect();
     // In the order the platforms were asked for.
-    assert_eq!(platforms, ["arm64", "amd64"]);
+    assert_eq!(linux_archs(&list), ["arm64", "amd64"]);
 }
 
 #[test]
@@ -447,14 +452,7 @@ target "tool" {{
         )),
         index
     );
-    let archs: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["platform"]["os"] == "linux")
-        .map(|m| m["platform"]["architecture"].as_str().unwrap())
-        .collect();
-    assert_eq!(archs, ["amd64", "arm64"]);
+    assert_eq!(linux_archs(&index), ["amd64", "arm64"]);
 }
 
 #[test]

@@ -64,37 +64,13 @@ pub fn local_date_time(t: Nanos) -> String {
 fn date_time(secs: i64, sep: char) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = kiln_bake::calendar::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}",
         sod / 3600,
         (sod / 60) % 60,
         sod % 60
     )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Parses RFC 3339 (with optional fraction and a `Z` or `±hh:mm` zone).
@@ -124,7 +100,9 @@ pub fn parse_rfc3339(s: &str) -> Option<Nanos> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(d).ok()?);
+    u32::try_from(mo).ok()?;
+    u32::try_from(d).ok()?;
+    let days = kiln_bake::calendar::days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
     Some(secs * NANOS_PER_SEC + frac)
 }
