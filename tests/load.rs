@@ -1,7 +1,9 @@
 //! Loading results into image stores the builder does not write itself: a containerd
 //! namespace (`--load=containerd://SOCKET?namespace=NS`, containerd 2.1 and 1.6) and the
-//! Docker Engine of the user's context from a `remote` builder (`--load`). Each test checks
-//! what the user would: `ctr images ls` or `docker image inspect`.
+//! Docker Engine of the user's context from a `remote` builder (`--load`), and from a builder
+//! whose two nodes (two distinct daemons) each build one platform: their results are merged
+//! into one image before the load. Each test checks what the user would: `ctr images ls` or
+//! `docker image inspect`.
 
 mod common;
 #[path = "common/forwarder.rs"]
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use forwarder::{Forwarder, Listen};
+use forwarder::{Forwarder, Listen, TwoNodeBuilder};
 use serde_json::Value;
 
 const TWO_PLATFORMS: &str = "linux/amd64,linux/arm64";
@@ -220,11 +222,15 @@ fn remote_builder_loads_two_platforms_into_engine_28() {
         name: unique("kiln-remote-load"),
     };
     let digest = build_two_platforms(&user, &["--builder", &builder, "--load"], &image.name);
+    assert_in_docker(&user, &image.name, &digest);
+}
+
+/// `name` is in `user`'s Engine 28 as the index `digest`, with both platforms.
+fn assert_in_docker(user: &User, name: &str, digest: &str) {
     let inspect: Value =
-        serde_json::from_slice(&ok(user.docker(&["image", "inspect", &image.name])).stdout)
-            .unwrap();
+        serde_json::from_slice(&ok(user.docker(&["image", "inspect", name])).stdout).unwrap();
     // With the containerd image store an image's ID is its index digest.
-    assert_eq!(inspect[0]["Id"], digest.as_str(), "{inspect:#}");
+    assert_eq!(inspect[0]["Id"], digest, "{inspect:#}");
     for arch in ["amd64", "arm64"] {
         let out = ok(user.docker(&[
             "image",
@@ -233,7 +239,7 @@ fn remote_builder_loads_two_platforms_into_engine_28() {
             &format!("linux/{arch}"),
             "--format",
             "{{.Architecture}}",
-            &image.name,
+            name,
         ]));
         assert_eq!(stdout(&out).trim(), arch);
     }
@@ -317,4 +323,43 @@ fn load_takes_booleans_as_buildx_does_and_the_last_one_wins() {
         .success());
     build(&["--load", "--load=1"]);
     ok(user.docker(&["image", "inspect", &image.name]));
+}
+
+/// Two nodes build one platform each; the load gets one image holding both, not the last
+/// node's platform under the name.
+#[test]
+fn two_nodes_load_one_image_with_both_platforms_into_containerd() {
+    let user = User::new(Engine::Modern);
+    let builder = TwoNodeBuilder::create(&user);
+    let ns = Namespace::new("KILN_TEST_CTR_28", "KILN_TEST_CONTAINERD28_ADDRESS");
+    let image = unique("kiln-two-node-load");
+    let digest = build_two_platforms(
+        &user,
+        &["--builder", &builder.name, &ns.load_value()],
+        &image,
+    );
+    assert_loaded(&ns, &image, &digest);
+    assert_eq!(ns.images().len(), 1, "{:?}", ns.images());
+    // Both nodes' attestation manifests came along with their images.
+    let index: Value =
+        serde_json::from_str(&stdout(&ok(ns.ctr(&["content", "get", &digest])))).unwrap();
+    let attestations = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+        .count();
+    assert_eq!(attestations, 2, "each node's provenance is kept: {index:#}");
+}
+
+#[test]
+fn two_nodes_load_both_platforms_into_engine_28() {
+    let user = User::new(Engine::Modern);
+    let builder = TwoNodeBuilder::create(&user);
+    let image = DockerImage {
+        user: &user,
+        name: unique("kiln-two-node-docker"),
+    };
+    let digest = build_two_platforms(&user, &["--builder", &builder.name, "--load"], &image.name);
+    assert_in_docker(&user, &image.name, &digest);
 }

@@ -8,15 +8,13 @@ mod common;
 mod forwarder;
 
 use common::*;
-use forwarder::{BlackHole, Forwarder, Listen};
+use forwarder::{BlackHole, Forwarder, Listen, TwoNodeBuilder};
 
-/// A two-node remote builder: `amd` declared for linux/amd64 on Engine 28, `arm` declared for
-/// linux/arm64 on the second Engine 28.
+/// The two-node builder (`amd` on Engine 28, `arm` on the second Engine 28) and its user.
 struct TwoNodes {
     user: User,
     name: String,
-    _a: Forwarder,
-    _b: Forwarder,
+    nodes: TwoNodeBuilder,
 }
 
 impl TwoNodes {
@@ -40,37 +38,11 @@ impl TwoNodes {
 
 fn two_nodes() -> TwoNodes {
     let user = User::new(Engine::Modern);
-    let a = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
-    let b = Forwarder::start(&env("KILN_TEST_ENGINE28B_HOST"), Listen::Unix);
-    let name = unique("multi");
-    ok(user.kiln(&[
-        "create",
-        "--name",
-        &name,
-        "--driver",
-        "remote",
-        "--node",
-        "amd",
-        "--platform",
-        "linux/amd64",
-        &a.endpoint,
-    ]));
-    ok(user.kiln(&[
-        "create",
-        "--name",
-        &name,
-        "--append",
-        "--node",
-        "arm",
-        "--platform",
-        "linux/arm64",
-        &b.endpoint,
-    ]));
+    let builder = TwoNodeBuilder::create(&user);
     TwoNodes {
         user,
-        name,
-        _a: a,
-        _b: b,
+        name: builder.name.clone(),
+        nodes: builder,
     }
 }
 
@@ -312,7 +284,10 @@ fn a_dead_node_is_skipped_and_named_and_the_live_one_builds() {
 fn ls_and_inspect_of_a_two_node_builder_match_buildx() {
     let t = two_nodes();
     // The same builder, created by the reference buildx in its own store.
-    let endpoints: Vec<String> = [&t._a, &t._b].iter().map(|f| f.endpoint.clone()).collect();
+    let endpoints: Vec<String> = [&t.nodes.amd, &t.nodes.arm]
+        .iter()
+        .map(|f| f.endpoint.clone())
+        .collect();
     ok(t.user.buildx(&[
         "create",
         "--name",

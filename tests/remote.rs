@@ -6,6 +6,7 @@
 
 mod common;
 #[path = "common/forwarder.rs"]
+#[allow(dead_code)]
 mod forwarder;
 
 use std::process::Command;

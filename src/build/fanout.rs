@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use bollard_buildkit_proto::moby::buildkit::v1 as control;
 
 use super::placement::{self, Skipped};
-use super::{call, exporter, inputs, BuildOptions, BuildResult, SolvePlan};
+use super::{call, exporter, inputs, load, BuildOptions, BuildResult, ExportPlan, SolvePlan};
 use crate::builder::Builder;
 use crate::buildkit::session::Session;
 use crate::imagetools;
@@ -40,6 +40,9 @@ struct Part {
     opts: BuildOptions,
     plan: SolvePlan,
     solve_ref: String,
+    /// Of a split job: the loads this part exports for, merged with the other parts' and
+    /// imported once after every solve.
+    loads: Vec<load::LoadStep>,
 }
 
 impl Part {
@@ -68,8 +71,15 @@ impl Part {
         }
         if self.split {
             words.push(node.to_string());
+            let frontend_prefixes = self
+                .plan
+                .attrs
+                .get("multi-platform")
+                .is_some_and(|v| exporter::parse_bool(v));
             if let [one] = self.opts.platforms.as_slice() {
-                words.push(one.to_string());
+                if !frontend_prefixes {
+                    words.push(one.to_string());
+                }
             }
         }
         (!words.is_empty()).then(|| words.join(" "))
@@ -105,6 +115,8 @@ pub(crate) async fn run(
 
     let mut parts: Vec<Part> = Vec::new();
     let mut push_names: Vec<Option<String>> = vec![None; jobs.len()];
+    // Per job, the image store each merged load goes to.
+    let mut merged_stores: Vec<Vec<kiln_drivers::ImageStore>> = Vec::new();
     for (j, (job, shares)) in jobs.iter().zip(&placed.jobs).enumerate() {
         // Errors before anything starts name the target they belong to.
         let in_job = |e: anyhow::Error| match job_context(j) {
@@ -117,9 +129,6 @@ pub(crate) async fn run(
             shares.truncate(1);
         }
         let split = shares.len() > 1;
-        if split && job.opts.load.is_some() {
-            return Err(in_job(anyhow::anyhow!("--load of a build that spans several nodes is not supported: push it (--push), or build one platform per invocation")));
-        }
         let prepared = inputs::prepare(&job.opts).map_err(in_job)?;
         for (c, platforms) in shares {
             let conn = &conns[c];
@@ -128,15 +137,14 @@ pub(crate) async fn run(
             let mut plan =
                 super::plan_solve_with(&opts, &conn.features, conn.driver_name(), prepared.clone())
                     .map_err(in_job)?;
+            let mut loads = Vec::new();
             if split {
-                if !plan.exports.loads.is_empty() {
-                    // A builder whose nodes load by default (the containerd driver) would load
-                    // one platform per node under the same name.
-                    return Err(in_job(anyhow::anyhow!("loading the result of a build that spans several nodes is not supported: push it (--push), or build one platform per invocation")));
-                }
-                if let Some(names) = push_by_digest(&mut plan.exports.exporters).map_err(in_job)? {
+                if let Some(names) = push_by_digest(&mut plan.exports).map_err(in_job)? {
                     push_names[j].get_or_insert(names);
                 }
+                loads = plan
+                    .take_loads_for_merge(&conn.features, conn.driver_name())
+                    .map_err(in_job)?;
             }
             parts.push(Part {
                 job: j,
@@ -145,8 +153,18 @@ pub(crate) async fn run(
                 opts,
                 plan,
                 solve_ref: crate::buildkit::new_id(),
+                loads,
             });
         }
+        let stores = merged_load_stores(parts.iter().filter(|p| p.job == j).map(|p| {
+            let conn = &conns[p.conn];
+            (
+                conn.node.name.as_str(),
+                conn.node.driver.as_ref(),
+                &p.loads[..],
+            )
+        }));
+        merged_stores.push(stores.map_err(in_job)?);
     }
 
     let sessions: Vec<Session> = parts
@@ -235,6 +253,46 @@ pub(crate) async fn run(
             _ => None,
         });
     }
+    let mut loaded: Vec<Option<Result<String>>> = Vec::new();
+    for (j, stores) in merged_stores.iter().enumerate() {
+        let job_parts: Vec<(&Part, &Result<BTreeMap<String, String>>)> = parts
+            .iter()
+            .zip(&finished)
+            .filter(|(p, _)| p.job == j)
+            .collect();
+        let all_ok =
+            failure.is_none() && !job_parts.is_empty() && job_parts.iter().all(|(_, r)| r.is_ok());
+        if stores.is_empty() || !all_ok {
+            loaded.push(None);
+            continue;
+        }
+        let mut digest = None;
+        for (k, store) in stores.iter().enumerate() {
+            let exported: Vec<load::LayoutPart> = job_parts
+                .iter()
+                .map(|(p, _)| load::LayoutPart {
+                    node: node_name(p).to_string(),
+                    file: p.loads[k].file.clone(),
+                })
+                .collect();
+            let first = job_parts[0].0;
+            let r = load_merged(
+                &exported,
+                store,
+                &first.loads[k].names,
+                &jobs[j].opts,
+                conns[first.conn].node.driver.as_ref(),
+                &own_steps,
+            )
+            .await;
+            let failed = r.is_err();
+            digest = Some(r);
+            if failed {
+                break;
+            }
+        }
+        loaded.push(digest);
+    }
     drop(own_steps);
 
     let (mut printer, summary) = display.await.context("progress display")?;
@@ -281,12 +339,17 @@ pub(crate) async fn run(
         .map(|r| r.map(Some))
         .collect::<Result<_>>()?;
     let mut results = Vec::new();
-    for (j, merged) in merged.into_iter().enumerate() {
+    for (j, (merged, loaded)) in merged.into_iter().zip(loaded).enumerate() {
         let first = parts
             .iter()
             .position(|p| p.job == j)
             .context("a job has no node")?;
-        let mut exporter_response = match merged {
+        let loaded = loaded.transpose();
+        let loaded = match job_context(j) {
+            Some(c) => loaded.context(c)?,
+            None => loaded?,
+        };
+        let mut exporter_response = match merged.or(loaded.map(Ok)) {
             Some(digest) => {
                 let digest = match job_context(j) {
                     Some(c) => digest.context(c)?,
@@ -322,11 +385,18 @@ pub(super) fn warn_skipped(builder: &str, skipped: &[Skipped]) {
 }
 
 /// Makes a multi-node solve's exporters fit for merging: results that would be written by
-/// every node to the same place are refused, and a pushing image exporter pushes by digest to
+/// every node to the same file are refused, loads are left to `load_merged`, and a pushing image exporter pushes by digest to
 /// the tags' repositories instead of tagging. Returns the names to tag once merged.
-fn push_by_digest(exporters: &mut [control::Exporter]) -> Result<Option<String>> {
+fn push_by_digest(exports: &mut ExportPlan) -> Result<Option<String>> {
     let mut names = None;
-    for e in exporters.iter_mut() {
+    let loads: Vec<bool> = (0..exports.exporters.len())
+        .map(|i| exports.is_load(i))
+        .collect();
+    for (e, is_load) in exports.exporters.iter_mut().zip(loads) {
+        if is_load {
+            // Merged across nodes and loaded once (`load_merged`).
+            continue;
+        }
         let pushes = e.attrs.get("push").is_some_and(|v| exporter::parse_bool(v));
         match e.r#type.as_str() {
             t @ ("oci" | "tar" | "docker") => {
@@ -356,6 +426,84 @@ fn push_by_digest(exporters: &mut [control::Exporter]) -> Result<Option<String>>
         }
     }
     Ok(names)
+}
+
+/// Where the merged loads of one split job go, in the order of each part's loads: every node
+/// must load the same number of results into the same image stores, or the parts could not
+/// be merged into one image per store.
+fn merged_load_stores<'a>(
+    parts: impl Iterator<Item = (&'a str, &'a dyn kiln_drivers::Driver, &'a [load::LoadStep])>,
+) -> Result<Vec<kiln_drivers::ImageStore>> {
+    let mut first: Option<(&str, Vec<kiln_drivers::ImageStore>)> = None;
+    for (node, driver, loads) in parts {
+        let stores: Vec<kiln_drivers::ImageStore> = loads.iter().map(|l| l.store(driver)).collect();
+        match &first {
+            None => first = Some((node, stores)),
+            Some((_, want)) if *want == stores => {}
+            Some((other, want)) => bail!(
+                "nodes {other} and {node} would load this build into different image stores ({} and {}); choose one with --load",
+                describe_stores(want),
+                describe_stores(&stores)
+            ),
+        }
+    }
+    Ok(first.map(|(_, s)| s).unwrap_or_default())
+}
+
+fn describe_stores(stores: &[kiln_drivers::ImageStore]) -> String {
+    if stores.is_empty() {
+        return "none".into();
+    }
+    let words: Vec<String> = stores
+        .iter()
+        .map(|s| match s {
+            kiln_drivers::ImageStore::Docker => "Docker".to_string(),
+            kiln_drivers::ImageStore::Containerd { address, namespace } => {
+                format!("containerd {} namespace {namespace}", address.display())
+            }
+        })
+        .collect();
+    words.join(", ")
+}
+
+/// Merges what the nodes of one build exported for a load into one image and imports it into
+/// `store`, as display steps. Returns the merged index's digest.
+async fn load_merged(
+    exported: &[load::LayoutPart],
+    store: &kiln_drivers::ImageStore,
+    names: &[String],
+    opts: &BuildOptions,
+    driver: &dyn kiln_drivers::Driver,
+    steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
+) -> Result<String> {
+    let nodes: Vec<&str> = exported.iter().map(|p| p.node.as_str()).collect();
+    let title = format!("merging the results of nodes {}", nodes.join(", "));
+    let step = progress::OwnStep::start(steps, &title).await;
+    let target = load::LoadStep::new(load::LoadDest::Store(store.clone()), names)?;
+    let annotations: Vec<_> = opts
+        .annotations
+        .iter()
+        .filter(|a| a.targets_index())
+        .cloned()
+        .collect();
+    let (parts, file) = (exported.to_vec(), target.file.clone());
+    let merged =
+        tokio::task::spawn_blocking(move || load::merge_layouts(&parts, &file, &annotations))
+            .await
+            .context("merging the nodes' results")
+            .and_then(|r| r);
+    let digest = match merged {
+        Ok(d) => {
+            step.done(steps).await;
+            d
+        }
+        Err(e) => {
+            step.failed(steps, &format!("{e:#}")).await;
+            return Err(e.context(title));
+        }
+    };
+    target.run(driver, steps).await?;
+    Ok(digest)
 }
 
 /// `a/b:1,c@sha256:...,a/b:2` → the repositories of a comma-separated name list, each once.
@@ -475,9 +623,16 @@ mod tests {
         }
     }
 
+    fn plan(exporters: Vec<control::Exporter>) -> ExportPlan {
+        ExportPlan {
+            exporters,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn a_pushing_image_exporter_pushes_by_digest_to_the_repositories() {
-        let mut e = vec![exporter(
+        let mut e = plan(vec![exporter(
             "image",
             &[
                 (
@@ -486,29 +641,32 @@ mod tests {
                 ),
                 ("push", "true"),
             ],
-        )];
+        )]);
         let names = push_by_digest(&mut e).unwrap();
         assert_eq!(
             names.as_deref(),
             Some("127.0.0.1:5000/a:1,127.0.0.1:5000/b:2,127.0.0.1:5000/a:3")
         );
-        assert_eq!(e[0].attrs["name"], "127.0.0.1:5000/a,127.0.0.1:5000/b");
-        assert_eq!(e[0].attrs["push-by-digest"], "true");
+        assert_eq!(
+            e.exporters[0].attrs["name"],
+            "127.0.0.1:5000/a,127.0.0.1:5000/b"
+        );
+        assert_eq!(e.exporters[0].attrs["push-by-digest"], "true");
     }
 
     #[test]
     fn file_exporters_and_docker_driver_pushes_are_refused_for_several_nodes() {
-        let mut e = vec![exporter("oci", &[])];
+        let mut e = plan(vec![exporter("oci", &[])]);
         assert_eq!(
             push_by_digest(&mut e).unwrap_err().to_string(),
             "oci for multi-node builds currently not supported"
         );
-        let mut e = vec![exporter("moby", &[("push", "true"), ("name", "x")])];
+        let mut e = plan(vec![exporter("moby", &[("push", "true"), ("name", "x")])]);
         assert!(push_by_digest(&mut e)
             .unwrap_err()
             .to_string()
             .contains("docker driver"));
-        let mut e = vec![exporter("image", &[("name", "x:1")])];
+        let mut e = plan(vec![exporter("image", &[("name", "x:1")])]);
         assert_eq!(push_by_digest(&mut e).unwrap(), None);
     }
 }

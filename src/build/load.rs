@@ -6,6 +6,10 @@
 //! after the solve: into Docker with `POST /images/load`, into containerd with kiln's own
 //! importer. Deciding *that* a load happens is `plan_exports`' business; this module owns the
 //! `--load` value, the temporary file and the import.
+//!
+//! A build split across nodes exports one OCI layout per node; [`merge_layouts`] makes one image
+//! of them (one index over every node's manifests, as the registry merge of a pushed multi-node
+//! build makes), so the image store gets every platform under its names, not the last node's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +19,12 @@ use bollard_buildkit_proto::moby::buildkit::v1 as control;
 use futures::StreamExt;
 use kiln_drivers::ImageStore;
 
+use crate::build::attest::Annotation;
+use crate::containerd::layout::{LayoutTar, LayoutWriter};
+use crate::imagetools;
 use crate::progress;
+use crate::registry::oci::{self, ImageManifest};
+use crate::registry::{Descriptor, Platform};
 
 /// The namespace `--load=containerd://SOCKET` loads into when none is given (`ctr`'s default).
 pub const DEFAULT_NAMESPACE: &str = kiln_drivers::containerd::DEFAULT_NAMESPACE;
@@ -99,6 +108,14 @@ impl LoadStep {
         })
     }
 
+    /// The image store this step imports into; `driver` is the node's, for `NodeDefault`.
+    pub fn store(&self, driver: &dyn kiln_drivers::Driver) -> ImageStore {
+        match &self.dest {
+            LoadDest::Store(s) => s.clone(),
+            LoadDest::NodeDefault => driver.default_image_store(),
+        }
+    }
+
     /// The exporter that writes the tarball: `oci` keeps manifest lists and is what containerd
     /// imports; `docker` is what an Engine without the containerd image store loads.
     pub fn exporter_type(&self, platforms: usize) -> &'static str {
@@ -115,10 +132,7 @@ impl LoadStep {
         driver: &dyn kiln_drivers::Driver,
         steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
     ) -> Result<()> {
-        let store = match &self.dest {
-            LoadDest::Store(s) => s.clone(),
-            LoadDest::NodeDefault => driver.default_image_store(),
-        };
+        let store = self.store(driver);
         let title = match &store {
             ImageStore::Docker => "importing to docker".to_string(),
             ImageStore::Containerd { namespace, .. } => {
@@ -143,6 +157,111 @@ impl LoadStep {
             }
         }
     }
+}
+
+/// One node's exported layout, for [`merge_layouts`].
+#[derive(Debug, Clone)]
+pub(crate) struct LayoutPart {
+    /// The node, as errors name it.
+    pub node: String,
+    pub file: PathBuf,
+}
+
+/// Merges the OCI layout tarballs the nodes of one build exported into one layout at `out`: an
+/// index over every node's manifests, merged as `imagetools create` merges (with the build's
+/// index annotations), every blob once, and the names the first part carries. Returns the
+/// index's digest.
+pub(crate) fn merge_layouts(
+    parts: &[LayoutPart],
+    out: &Path,
+    annotations: &[Annotation],
+) -> Result<String> {
+    let layouts: Vec<LayoutTar> = parts
+        .iter()
+        .map(|p| LayoutTar::open(&p.file).with_context(|| format!("node {}'s result", p.node)))
+        .collect::<Result<_>>()?;
+    let mut docs = Vec::new();
+    let mut names: Vec<serde_json::Value> = Vec::new();
+    for (part, layout) in parts.iter().zip(&layouts) {
+        let doc = top_document(layout).with_context(|| format!("node {}'s result", part.node))?;
+        if names.is_empty() {
+            names = layout.index_entries()?;
+        }
+        docs.push(imagetools::Document {
+            name: format!("node {}", part.node),
+            descriptor: doc.0,
+            bytes: doc.1.into(),
+        });
+    }
+    let (index, index_bytes) = imagetools::merge_documents(&docs, annotations)?;
+
+    let mut w = LayoutWriter::create(out)?;
+    for (layout, doc) in layouts.iter().zip(&docs) {
+        let top = &doc.descriptor;
+        let tops = layout.top_descriptors()?;
+        for blob in layout.blobs(&tops)? {
+            // A node's own index is replaced by the merged one.
+            if blob.digest == top.digest.as_str() && oci::is_index(&top.media_type) {
+                continue;
+            }
+            w.copy_blob(layout, &blob.digest)?;
+        }
+    }
+    w.add_blob(index.digest.as_str(), &index_bytes)?;
+    // One index.json entry per name, as the exporter wrote them (their annotations name the
+    // image), now pointing at the merged index.
+    let mut entries = Vec::new();
+    for named in names {
+        let mut entry = index.clone();
+        entry.annotations = named
+            .get("annotations")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .context("reading the names in index.json")?
+            .unwrap_or_default();
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        entries.push(index.clone());
+    }
+    let index_json = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_INDEX,
+        "manifests": entries,
+    }))?;
+    w.finish(&index_json)?;
+    Ok(index.digest.to_string())
+}
+
+/// A layout's top document (what `index.json` points at) with its descriptor; an image
+/// manifest gets its platform from its config, so it can be merged.
+fn top_document(layout: &LayoutTar) -> Result<(Descriptor, Vec<u8>)> {
+    let entry = layout
+        .index_entries()?
+        .into_iter()
+        .next()
+        .context("index.json lists no image")?;
+    let mut top: Descriptor =
+        serde_json::from_value(entry).context("reading index.json's descriptor")?;
+    top.annotations.clear();
+    let bytes = layout.small_blob(top.digest.as_str())?;
+    if oci::is_image_manifest(&top.media_type) && top.platform.is_none() {
+        let m: ImageManifest = serde_json::from_slice(&bytes).context("parsing the manifest")?;
+        let config: Platform =
+            serde_json::from_slice(&layout.small_blob(m.config.digest.as_str())?)
+                .context("parsing the image config")?;
+        top.platform = Some(
+            Platform {
+                architecture: config.architecture,
+                os: config.os,
+                variant: config.variant,
+                ..Default::default()
+            }
+            .normalized(),
+        );
+    }
+    Ok((top, bytes))
 }
 
 async fn import_into_containerd(
@@ -198,6 +317,101 @@ async fn load_into_docker(file: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::buildkit::session::ExportTarget;
+
+    use crate::registry::{Digest, Index};
+
+    /// A node's OCI layout for one platform, as BuildKit writes it with `multi-platform`: an
+    /// index over one manifest (config + one layer), named `app:1` in index.json.
+    fn node_layout(dir: &Path, arch: &str, shared_layer: &[u8]) -> PathBuf {
+        let blob = |data: &[u8]| (Digest::sha256_of(data).to_string(), data.len());
+        let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#);
+        let (config_digest, config_size) = blob(config.as_bytes());
+        let (layer_digest, layer_size) = blob(shared_layer);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{layer_size}}}]}}"#,
+            oci::OCI_MANIFEST
+        );
+        let (manifest_digest, manifest_size) = blob(manifest.as_bytes());
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{manifest_digest}","size":{manifest_size},"platform":{{"architecture":"{arch}","os":"linux"}}}}]}}"#,
+            oci::OCI_INDEX,
+            oci::OCI_MANIFEST
+        );
+        let (index_digest, index_size) = blob(index.as_bytes());
+        let path = dir.join(format!("{arch}.tar"));
+        let mut w = LayoutWriter::create(&path).unwrap();
+        w.add_blob(&layer_digest, shared_layer).unwrap();
+        w.add_blob(&config_digest, config.as_bytes()).unwrap();
+        w.add_blob(&manifest_digest, manifest.as_bytes()).unwrap();
+        w.add_blob(&index_digest, index.as_bytes()).unwrap();
+        let top = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{index_digest}","size":{index_size},"annotations":{{"io.containerd.image.name":"docker.io/library/app:1","org.opencontainers.image.ref.name":"1"}}}}]}}"#,
+            oci::OCI_INDEX
+        );
+        w.finish(top.as_bytes()).unwrap();
+        path
+    }
+
+    #[test]
+    fn merges_node_layouts_into_one_index_keeping_names_and_every_blob_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = vec![7u8; 3000];
+        let parts = [("amd", "amd64"), ("arm", "arm64")].map(|(node, arch)| LayoutPart {
+            node: node.into(),
+            file: node_layout(dir.path(), arch, &layer),
+        });
+        let out = dir.path().join("merged.tar");
+        let digest = merge_layouts(&parts, &out, &[]).unwrap();
+
+        let merged = LayoutTar::open(&out).unwrap();
+        let tops = merged.top_descriptors().unwrap();
+        assert_eq!(tops.len(), 1);
+        assert_eq!(tops[0].digest, digest);
+        assert_eq!(
+            tops[0].annotations["io.containerd.image.name"],
+            "docker.io/library/app:1"
+        );
+        let index: Index = serde_json::from_slice(&merged.small_blob(&digest).unwrap()).unwrap();
+        let archs: Vec<&str> = index
+            .manifests
+            .iter()
+            .map(|m| m.platform.as_ref().unwrap().architecture.as_str())
+            .collect();
+        assert_eq!(archs, ["amd64", "arm64"]);
+        // 2 configs + 2 manifests + the shared layer once + the merged index; the nodes' own
+        // indexes are not carried.
+        let blobs = merged.blobs(&tops).unwrap();
+        assert_eq!(blobs.len(), 6);
+        for b in &blobs {
+            let data = merged.small_blob(&b.digest).unwrap();
+            assert_eq!(Digest::sha256_of(&data).to_string(), b.digest);
+        }
+        let names = merged.file_names();
+        assert_eq!(names.len(), 2 + 6, "{names:?}");
+    }
+
+    #[test]
+    fn a_part_that_is_not_a_layout_names_its_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = node_layout(dir.path(), "amd64", b"x");
+        let bad = dir.path().join("bad.tar");
+        std::fs::write(&bad, b"not a tarball").unwrap();
+        let parts = [
+            LayoutPart {
+                node: "amd".into(),
+                file: good,
+            },
+            LayoutPart {
+                node: "arm".into(),
+                file: bad,
+            },
+        ];
+        let err = merge_layouts(&parts, &dir.path().join("m.tar"), &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("node arm's result"),
+            "{err:#}"
+        );
+    }
 
     #[test]
     fn parses_load_values() {

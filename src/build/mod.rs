@@ -96,6 +96,16 @@ struct ExportPlan {
     loads: Vec<load::LoadStep>,
 }
 
+impl ExportPlan {
+    /// Whether exporter `i` writes the file of one of the loads.
+    fn is_load(&self, i: usize) -> bool {
+        match self.targets.get(&(i as u32)) {
+            Some(ExportTarget::File(f)) => self.loads.iter().any(|l| &l.file == f),
+            _ => false,
+        }
+    }
+}
+
 /// Features names as buildx words them in its "not supported" errors.
 fn not_supported(feature: &str, driver: &str, docs: &str) -> anyhow::Error {
     anyhow::anyhow!(
@@ -522,6 +532,36 @@ pub(crate) fn plan_solve_with(
 }
 
 impl SolvePlan {
+    /// For a build whose platforms are split across nodes: takes the client-side loads out of
+    /// [`finish`](Self::finish) so the caller merges every node's part into one image and
+    /// imports that once. Their exporters write OCI layouts holding an index, one platform or
+    /// many, so the parts merge.
+    pub(crate) fn take_loads_for_merge(
+        &mut self,
+        features: &Features,
+        driver: &str,
+    ) -> Result<Vec<load::LoadStep>> {
+        if self.exports.loads.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !features.oci_exporter {
+            return Err(not_supported(
+                "Loading a build that spans several nodes (it needs the OCI exporter)",
+                driver,
+                "https://docs.docker.com/go/build-exporters/",
+            ));
+        }
+        let load_exporters: Vec<usize> = (0..self.exports.exporters.len())
+            .filter(|i| self.exports.is_load(*i))
+            .collect();
+        for i in load_exporters {
+            self.exports.exporters[i].r#type = "oci".into();
+        }
+        let loads = std::mem::take(&mut self.exports.loads);
+        self.attrs.insert("multi-platform".into(), "true".into());
+        Ok(loads)
+    }
+
     /// What this solve's session serves.
     pub fn session_content(&self, opts: &BuildOptions) -> SessionContent {
         let prepared = &self.inputs;

@@ -1,12 +1,13 @@
-//! Reading an OCI image layout tarball (what BuildKit's `oci` and `docker` exporters write)
+//! OCI image layout tarballs (what BuildKit's `oci` and `docker` exporters write). Reading works
 //! in place: one pass over the tar headers finds where every file's bytes are, then blobs are
-//! read straight from the file, so no layer is ever held in memory.
+//! read straight from the file, so no layer is ever held in memory. Writing ([`LayoutWriter`])
+//! copies blobs from other layouts the same way, for merging the parts of a multi-node build.
 //!
 //! Owns the tar format (ustar, PAX and GNU long names) and the layout's JSON (index.json,
 //! indexes, manifests). Nothing here talks to a daemon.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -122,6 +123,37 @@ impl LayoutTar {
         Ok(format!("blobs/{alg}/{hex}"))
     }
 
+    /// The names of the files in the tarball.
+    #[cfg(test)]
+    pub(crate) fn file_names(&self) -> Vec<&str> {
+        self.files.keys().map(String::as_str).collect()
+    }
+
+    /// A blob small enough to be JSON: an index, a manifest or a config.
+    pub fn small_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        self.read_small(&Self::blob_name(digest)?)
+    }
+
+    /// The top descriptors' entries of `index.json` as written, every field kept.
+    pub fn index_entries(&self) -> Result<Vec<serde_json::Value>> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            manifests: Vec<serde_json::Value>,
+        }
+        Ok(self.json::<Raw>("index.json")?.manifests)
+    }
+
+    fn span_of(&self, digest: &str) -> Result<Span> {
+        let name = Self::blob_name(digest)?;
+        self.files.get(&name).copied().with_context(|| {
+            format!(
+                "{} lacks blob {digest}, which the image refers to",
+                self.path.display()
+            )
+        })
+    }
+
     fn json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<T> {
         let data = self.read_small(name)?;
         serde_json::from_slice(&data).with_context(|| format!("parsing {name}"))
@@ -191,17 +223,134 @@ impl LayoutTar {
 
     /// The bytes of blob `digest`, read from the tarball as they are consumed.
     pub async fn blob_reader(&self, digest: &str) -> Result<impl AsyncRead + Unpin + use<>> {
-        let name = Self::blob_name(digest)?;
-        let span = *self.files.get(&name).with_context(|| {
-            format!(
-                "{} lacks blob {digest}, which the image refers to",
-                self.path.display()
-            )
-        })?;
+        let span = self.span_of(digest)?;
         let mut f = tokio::fs::File::open(&self.path).await?;
         f.seek(SeekFrom::Start(span.offset)).await?;
         Ok(f.take(span.size))
     }
+}
+
+/// Writes an OCI image layout tarball: `oci-layout` first, blobs as they are added (each once),
+/// `index.json` last. The caller writes into a temporary file it owns; nothing is renamed here.
+pub struct LayoutWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    blobs: HashSet<String>,
+}
+
+impl LayoutWriter {
+    pub fn create(path: &Path) -> Result<LayoutWriter> {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut w = LayoutWriter {
+            out: std::io::BufWriter::new(file),
+            path: path.to_path_buf(),
+            blobs: HashSet::new(),
+        };
+        w.entry("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        for dir in ["blobs/", "blobs/sha256/"] {
+            w.write(&tar_header(dir, 0, b'5')?)?;
+        }
+        Ok(w)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.out
+            .write_all(data)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Pads the entry that ended with `size` bytes to the next 512-byte block.
+    fn pad(&mut self, size: u64) -> Result<()> {
+        let rest = (512 - size % 512) % 512;
+        self.write(&[0u8; 512][..rest as usize])
+    }
+
+    fn entry(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        self.write(&tar_header(name, data.len() as u64, b'0')?)?;
+        self.write(data)?;
+        self.pad(data.len() as u64)
+    }
+
+    /// Adds a blob held in memory (a new index); a digest already added is skipped.
+    pub fn add_blob(&mut self, digest: &str, data: &[u8]) -> Result<()> {
+        if self.blobs.insert(digest.to_string()) {
+            self.entry(&LayoutTar::blob_name(digest)?, data)?;
+        }
+        Ok(())
+    }
+
+    /// Copies blob `digest` from another layout tarball without holding it in memory; a digest
+    /// already added is skipped.
+    pub fn copy_blob(&mut self, from: &LayoutTar, digest: &str) -> Result<()> {
+        if self.blobs.contains(digest) {
+            return Ok(());
+        }
+        let span = from.span_of(digest)?;
+        let mut src = std::fs::File::open(&from.path)
+            .with_context(|| format!("opening {}", from.path.display()))?;
+        src.seek(SeekFrom::Start(span.offset))?;
+        self.write(&tar_header(
+            &LayoutTar::blob_name(digest)?,
+            span.size,
+            b'0',
+        )?)?;
+        let copied = std::io::copy(&mut (&mut src).take(span.size), &mut self.out)
+            .with_context(|| format!("copying {digest} into {}", self.path.display()))?;
+        if copied != span.size {
+            bail!("{} ended inside blob {digest}", from.path.display());
+        }
+        self.pad(span.size)?;
+        self.blobs.insert(digest.to_string());
+        Ok(())
+    }
+
+    /// Writes `index.json` and the end-of-archive blocks, and flushes to disk.
+    pub fn finish(mut self, index_json: &[u8]) -> Result<()> {
+        self.entry("index.json", index_json)?;
+        self.write(&[0u8; 1024])?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+/// A ustar header for an entry named `name` (at most 100 bytes: layout names are shorter) of
+/// `size` bytes; sizes past octal's 8 GiB use GNU's base-256, which every reader of layouts
+/// takes.
+fn tar_header(name: &str, size: u64, kind: u8) -> Result<[u8; 512]> {
+    if name.len() > 100 {
+        bail!("tar entry name {name:?} is longer than 100 bytes");
+    }
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let mode = if kind == b'5' {
+        "0000755\0"
+    } else {
+        "0000644\0"
+    };
+    h[100..108].copy_from_slice(mode.as_bytes());
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    if size < 0o77777777777 {
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    } else {
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&size.to_be_bytes());
+    }
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    // The checksum is summed with its own field as spaces.
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    Ok(h)
 }
 
 /// Locates every regular file in a tar stream: name (without a leading `./`) to data span.
@@ -340,18 +489,8 @@ pub(crate) mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
-    fn header(name: &str, size: usize, kind: u8) -> [u8; 512] {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        let s = format!("{size:011o}\0");
-        h[124..136].copy_from_slice(s.as_bytes());
-        h[156] = kind;
-        h[257..263].copy_from_slice(b"ustar\0");
-        h
-    }
-
     fn push(tar: &mut Vec<u8>, name: &str, data: &[u8], kind: u8) {
-        tar.extend_from_slice(&header(name, data.len(), kind));
+        tar.extend_from_slice(&tar_header(name, data.len() as u64, kind).unwrap());
         tar.extend_from_slice(data);
         tar.resize(tar.len().div_ceil(512) * 512, 0);
     }

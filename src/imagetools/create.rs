@@ -137,6 +137,58 @@ struct Resolved {
     bytes: Bytes,
 }
 
+/// A manifest or index that is not in a registry (a build's local result), to merge with
+/// [`merge_documents`].
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// How errors name it.
+    pub name: String,
+    /// Its descriptor; an image manifest's must carry its platform.
+    pub descriptor: Descriptor,
+    pub bytes: Bytes,
+}
+
+/// What [`combine`] merges: fetched sources and local documents alike.
+trait Mergeable {
+    fn name(&self) -> String;
+    fn descriptor(&self) -> &Descriptor;
+    fn bytes(&self) -> &[u8];
+}
+
+impl Mergeable for Resolved {
+    fn name(&self) -> String {
+        self.reference.to_string()
+    }
+    fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Mergeable for Document {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Merges local documents into one index exactly as [`create`] merges registry sources
+/// (`--prefer-index`), returning the index's descriptor and bytes.
+pub fn merge_documents(
+    docs: &[Document],
+    annotations: &[Annotation],
+) -> Result<(Descriptor, Vec<u8>)> {
+    let combined = combine(docs, annotations, true)?;
+    Ok((combined.descriptor, combined.bytes))
+}
+
 /// The merged document and, for each manifest it points at, the source it comes from.
 #[derive(Debug, Clone, PartialEq)]
 struct Combined {
@@ -345,27 +397,27 @@ pub(super) async fn config_platform(
 /// buildx's `Combine`: one source and no annotations passes through (an index as it is; an
 /// image too unless `prefer_index`); otherwise every image and every manifest of every index
 /// goes into one index, merged by digest, a Docker manifest list when all are Docker types.
-fn combine(
-    sources: &[Resolved],
+fn combine<S: Mergeable>(
+    sources: &[S],
     annotations: &[Annotation],
     prefer_index: bool,
 ) -> Result<Combined> {
     if sources.len() == 1 && annotations.is_empty() {
         let src = &sources[0];
-        if oci::is_index(&src.descriptor.media_type) {
-            let index: Index = serde_json::from_slice(&src.bytes)
-                .with_context(|| format!("source {}: parsing the index", src.reference))?;
+        if oci::is_index(&src.descriptor().media_type) {
+            let index: Index = serde_json::from_slice(src.bytes())
+                .with_context(|| format!("source {}: parsing the index", src.name()))?;
             return Ok(Combined {
-                bytes: src.bytes.to_vec(),
-                descriptor: src.descriptor.clone(),
+                bytes: src.bytes().to_vec(),
+                descriptor: src.descriptor().clone(),
                 parts: index.manifests.into_iter().map(|d| (d, 0)).collect(),
             });
         }
         if !prefer_index {
             return Ok(Combined {
-                bytes: src.bytes.to_vec(),
-                descriptor: src.descriptor.clone(),
-                parts: vec![(src.descriptor.clone(), 0)],
+                bytes: src.bytes().to_vec(),
+                descriptor: src.descriptor().clone(),
+                parts: vec![(src.descriptor().clone(), 0)],
             });
         }
     }
@@ -393,14 +445,14 @@ fn combine(
         }
     };
     for (i, src) in sources.iter().enumerate() {
-        if oci::is_index(&src.descriptor.media_type) {
-            let index: Index = serde_json::from_slice(&src.bytes)
-                .with_context(|| format!("source {}: parsing the index", src.reference))?;
+        if oci::is_index(&src.descriptor().media_type) {
+            let index: Index = serde_json::from_slice(src.bytes())
+                .with_context(|| format!("source {}: parsing the index", src.name()))?;
             for d in index.manifests {
                 add(d, i, &mut descs);
             }
         } else {
-            add(src.descriptor.clone(), i, &mut descs);
+            add(src.descriptor().clone(), i, &mut descs);
         }
     }
 

@@ -15,7 +15,8 @@ mod template;
 // `Created` and `Source` are the merge API the multi-node build fan-out calls.
 #[allow(unused_imports)]
 pub use create::{
-    create, create_for_platforms, sources_from_args, CreateRequest, Created, PushEvent, Source,
+    create, create_for_platforms, merge_documents, sources_from_args, CreateRequest, Created,
+    Document, PushEvent, Source,
 };
 pub use inspect::{inspect, Output};
 pub use template::Template;

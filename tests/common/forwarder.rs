@@ -207,3 +207,34 @@ impl BlackHole {
         }
     }
 }
+
+/// A two-node remote builder over two distinct BuildKit daemons: node `amd` declared for
+/// linux/amd64 on Engine 28, node `arm` for linux/arm64 on the second Engine 28. The
+/// forwarders serve as long as this lives.
+pub struct TwoNodeBuilder {
+    pub name: String,
+    pub amd: Forwarder,
+    pub arm: Forwarder,
+}
+
+impl TwoNodeBuilder {
+    pub fn create(user: &crate::common::User) -> TwoNodeBuilder {
+        use crate::common::{env, ok, unique};
+        let amd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
+        let arm = Forwarder::start(&env("KILN_TEST_ENGINE28B_HOST"), Listen::Unix);
+        let name = unique("multi");
+        for (i, (node, platform, fwd)) in
+            [("amd", "linux/amd64", &amd), ("arm", "linux/arm64", &arm)]
+                .into_iter()
+                .enumerate()
+        {
+            let mut args = vec!["create", "--name", &name, "--driver", "remote"];
+            if i > 0 {
+                args.push("--append");
+            }
+            args.extend(["--node", node, "--platform", platform, &fwd.endpoint]);
+            ok(user.kiln(&args));
+        }
+        TwoNodeBuilder { name, amd, arm }
+    }
+}
