@@ -203,7 +203,7 @@ fn engine20_frontend_says_it_has_no_subrequests() {
         let err = fails(user.kiln(&["build", "--progress=plain", "--call", call, ctx]));
         assert!(
             err.contains(&format!(
-                "ERROR: --call {call}: the Dockerfile frontend of node \"default\" (builder \"default\") does not support this subrequest (unsupported request frontend.{name})"
+                "ERROR: failed to build: --call {call}: the Dockerfile frontend of node \"default\" (builder \"default\") does not support this subrequest (unsupported request frontend.{name})"
             )),
             "{err}"
         );

@@ -199,6 +199,35 @@ impl Drop for DockerImage<'_> {
     }
 }
 
+/// A user of `engine` with a remote builder on Engine 28's BuildKit, and a name for the image
+/// the test loads, removed from the user's Engine on drop.
+struct RemoteLoad {
+    user: User,
+    builder: String,
+    image: String,
+    fwd: Forwarder,
+}
+
+impl RemoteLoad {
+    fn new(engine: Engine, image_prefix: &str) -> RemoteLoad {
+        let user = User::new(engine);
+        let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
+        let builder = remote_builder(&user, &fwd);
+        RemoteLoad {
+            user,
+            builder,
+            image: unique(image_prefix),
+            fwd,
+        }
+    }
+}
+
+impl Drop for RemoteLoad {
+    fn drop(&mut self) {
+        let _ = run(self.user.docker(&["image", "rm", "-f", &self.image]));
+    }
+}
+
 fn remote_builder(user: &User, fwd: &Forwarder) -> String {
     let name = unique("remote-load");
     ok(user.kiln(&[
@@ -214,15 +243,10 @@ fn remote_builder(user: &User, fwd: &Forwarder) -> String {
 
 #[test]
 fn remote_builder_loads_two_platforms_into_engine_28() {
-    let user = User::new(Engine::Modern);
-    let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
-    let builder = remote_builder(&user, &fwd);
-    let image = DockerImage {
-        user: &user,
-        name: unique("kiln-remote-load"),
-    };
-    let digest = build_two_platforms(&user, &["--builder", &builder, "--load"], &image.name);
-    assert_in_docker(&user, &image.name, &digest);
+    let t = RemoteLoad::new(Engine::Modern, "kiln-remote-load");
+    let (user, builder, image) = (&t.user, &t.builder, &t.image);
+    let digest = build_two_platforms(user, &["--builder", builder, "--load"], image);
+    assert_in_docker(user, image, &digest);
 }
 
 /// `name` is in `user`'s Engine 28 as the index `digest`, with both platforms.
@@ -248,26 +272,21 @@ fn assert_in_docker(user: &User, name: &str, digest: &str) {
 #[test]
 fn remote_builder_loads_into_engine_20_as_a_docker_tarball() {
     // The build runs on Engine 28's BuildKit; the result goes to the user's Engine 20.
-    let user = User::new(Engine::Old);
-    let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
-    let builder = remote_builder(&user, &fwd);
-    let image = DockerImage {
-        user: &user,
-        name: unique("kiln-remote-load20"),
-    };
+    let t = RemoteLoad::new(Engine::Old, "kiln-remote-load20");
+    let (user, builder, image) = (&t.user, &t.builder, &t.image);
     let ctx = context();
     ok(user.kiln(&[
         "build",
         "--builder",
-        &builder,
+        builder,
         "--progress",
         "plain",
         "-t",
-        &image.name,
+        image,
         "--load",
         ctx.path().to_str().unwrap(),
     ]));
-    let out = ok(user.docker(&["run", "--rm", &image.name, "cat", "/built"]));
+    let out = ok(user.docker(&["run", "--rm", image, "cat", "/built"]));
     assert!(
         stdout(&out).starts_with("built for linux/"),
         "{}",
@@ -302,27 +321,22 @@ fn bad_load_values_fail_with_one_line_naming_the_flag() {
 #[test]
 fn load_takes_booleans_as_buildx_does_and_the_last_one_wins() {
     // A remote builder loads nothing unless asked: `false` (the last flag) means no load.
-    let user = User::new(Engine::Old);
-    let fwd = Forwarder::start(&env("KILN_TEST_ENGINE28_HOST"), Listen::Unix);
-    let builder = remote_builder(&user, &fwd);
+    let t = RemoteLoad::new(Engine::Old, "kiln-load-bool");
+    let (user, builder, image) = (&t.user, &t.builder, &t.image);
     let ctx = context();
-    let image = DockerImage {
-        user: &user,
-        name: unique("kiln-load-bool"),
-    };
     let build = |loads: &[&str]| {
         let mut args = vec!["build", "--builder", &builder, "--progress", "quiet"];
-        args.extend(["-t", &image.name]);
+        args.extend(["-t", image]);
         args.extend(loads);
         args.push(ctx.path().to_str().unwrap());
         ok(user.kiln(&args));
     };
     build(&["--load=true", "--load=false"]);
-    assert!(!run(user.docker(&["image", "inspect", &image.name]))
+    assert!(!run(user.docker(&["image", "inspect", image]))
         .status
         .success());
     build(&["--load", "--load=1"]);
-    ok(user.docker(&["image", "inspect", &image.name]));
+    ok(user.docker(&["image", "inspect", image]));
 }
 
 /// Two nodes build one platform each; the load gets one image holding both, not the last
@@ -362,4 +376,74 @@ fn two_nodes_load_both_platforms_into_engine_28() {
     };
     let digest = build_two_platforms(&user, &["--builder", &builder.name, "--load"], &image.name);
     assert_in_docker(&user, &image.name, &digest);
+}
+
+/// An Engine without the containerd image store (20.10) loads Docker tarballs, which hold one
+/// platform: kiln refuses several platforms before building, with buildx's words.
+#[test]
+fn several_platforms_into_an_engine_without_the_containerd_store_fail_first_as_buildx() {
+    let t = RemoteLoad::new(Engine::Old, "never-loaded");
+    let (user, builder) = (&t.user, &t.builder);
+    ok(user.buildx(&[
+        "create",
+        "--name",
+        builder,
+        "--driver",
+        "remote",
+        &t.fwd.endpoint,
+    ]));
+    let ctx = context();
+    let args = [
+        "build",
+        "--builder",
+        builder,
+        "--platform",
+        TWO_PLATFORMS,
+        "-t",
+        "never-loaded",
+        "--load",
+        ctx.path().to_str().unwrap(),
+    ];
+    let started = std::time::Instant::now();
+    let kiln = fails(user.kiln(&args));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let buildx = fails(user.buildx(&args));
+    let line =
+        "ERROR: failed to build: docker exporter does not currently support exporting manifest lists";
+    assert_eq!(kiln.trim(), line, "{kiln}");
+    assert_eq!(buildx.lines().last(), Some(line), "{buildx}");
+    assert!(!kiln.contains("#1 "), "nothing was built: {kiln}");
+}
+
+/// One platform from a remote builder into Engine 28 goes in as an OCI layout: the build's
+/// reported digest is the image's ID there, as buildx reports it.
+#[test]
+fn one_platform_into_engine_28_reports_the_image_id() {
+    let t = RemoteLoad::new(Engine::Modern, "kiln-remote-load1");
+    let (user, builder, image) = (&t.user, &t.builder, &t.image);
+    let ctx = context();
+    let meta = ctx.path().join("metadata.json");
+    ok(user.kiln(&[
+        "build",
+        "--builder",
+        builder,
+        "--progress",
+        "plain",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        image,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        "--load",
+        ctx.path().to_str().unwrap(),
+    ]));
+    let digest = metadata(&meta)["containerimage.digest"]
+        .as_str()
+        .expect("the build reports its digest")
+        .to_string();
+    let inspect: Value =
+        serde_json::from_slice(&ok(user.docker(&["image", "inspect", image])).stdout).unwrap();
+    assert_eq!(inspect[0]["Id"], digest.as_str(), "{inspect:#}");
+    assert_eq!(inspect[0]["Architecture"], "arm64", "{inspect:#}");
 }

@@ -161,7 +161,9 @@ fn old_engine_refuses_sbom() {
         cmd.args(flags).arg(p);
         let err = fails(cmd);
         assert!(
-            err.starts_with("ERROR: Attestation is not supported for the docker driver."),
+            err.starts_with(
+                "ERROR: failed to build: Attestation is not supported for the docker driver."
+            ),
             "{flags:?}: {err}"
         );
         // Refused before anything reaches the Engine: no build step ran.

@@ -115,6 +115,7 @@ pub(crate) async fn run(
 
     let mut parts: Vec<Part> = Vec::new();
     let mut push_names: Vec<Option<String>> = vec![None; jobs.len()];
+    let docker_engine = load::DockerEngine::default();
     // Per job, the image store each merged load goes to.
     let mut merged_stores: Vec<Vec<kiln_drivers::ImageStore>> = Vec::new();
     for (j, (job, shares)) in jobs.iter().zip(&placed.jobs).enumerate() {
@@ -137,6 +138,9 @@ pub(crate) async fn run(
             let mut plan =
                 super::plan_solve_with(&opts, &conn.features, conn.driver_name(), prepared.clone())
                     .map_err(in_job)?;
+            plan.fit_docker_loads(conn.node.driver.as_ref(), &job.opts, &docker_engine)
+                .await
+                .map_err(in_job)?;
             let mut loads = Vec::new();
             if split {
                 if let Some(names) = push_by_digest(&mut plan.exports).map_err(in_job)? {

@@ -282,14 +282,54 @@ async fn import_into_containerd(
     Ok(())
 }
 
-/// `docker load` of the tarball into the Engine of the current Docker context.
-async fn load_into_docker(file: &Path) -> Result<()> {
+/// The Engine of the current Docker context (`DOCKER_HOST` first), and its address for errors.
+fn user_docker() -> Result<(bollard::Docker, String)> {
     let context = crate::dockercfg::current_context_name()?;
     let context = crate::dockercfg::context_by_name(&context)?
         .with_context(|| format!("Docker context {context:?} not found"))?;
     let endpoint = kiln_drivers::docker_api::DockerEndpoint::parse(&context.host)?;
     let docker =
         kiln_drivers::docker_api::DockerConnection::new(endpoint, context.tls.as_ref())?.api()?;
+    Ok((docker, context.host))
+}
+
+/// What the user's Docker Engine can load, asked at most once per command and only when a
+/// result is loaded into it.
+#[derive(Debug, Default)]
+pub(crate) struct DockerEngine {
+    oci_importer: tokio::sync::OnceCell<bool>,
+}
+
+impl DockerEngine {
+    /// Whether the Engine keeps images in containerd, so that `docker load` takes OCI layouts
+    /// whole (indexes, attestations): what buildx calls its OCI importer, read from the
+    /// storage driver status `GET /info` reports.
+    pub async fn oci_importer(&self) -> Result<bool> {
+        self.oci_importer
+            .get_or_try_init(|| async {
+                let (docker, host) = user_docker()?;
+                let info = docker.info().await.map_err(|e| {
+                    anyhow::anyhow!("asking the Docker Engine at {host} what it can load: {e}")
+                })?;
+                Ok(has_containerd_store(
+                    info.driver_status.as_deref().unwrap_or_default(),
+                ))
+            })
+            .await
+            .copied()
+    }
+}
+
+/// buildx's test for the containerd image store: a `driver-type` of containerd's snapshotter.
+fn has_containerd_store(driver_status: &[Vec<String>]) -> bool {
+    driver_status.iter().any(|pair| {
+        matches!(pair.as_slice(), [k, v] if k == "driver-type" && v == "io.containerd.snapshotter.v1")
+    })
+}
+
+/// `docker load` of the tarball into the Engine of the current Docker context.
+async fn load_into_docker(file: &Path) -> Result<()> {
+    let (docker, host) = user_docker()?;
     let tar = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
@@ -299,8 +339,7 @@ async fn load_into_docker(file: &Path) -> Result<()> {
         .build();
     let mut answers = docker.import_image_stream(options, body, None);
     while let Some(answer) = answers.next().await {
-        let info =
-            answer.map_err(|e| anyhow::anyhow!("loading into Docker at {}: {e}", context.host))?;
+        let info = answer.map_err(|e| anyhow::anyhow!("loading into Docker at {host}: {e}"))?;
         if let Some(line) = info
             .stream
             .as_deref()
@@ -411,6 +450,25 @@ mod tests {
             format!("{err:#}").starts_with("node arm's result"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_containerd_store_is_read_from_the_driver_status() {
+        let status = |pairs: &[(&str, &str)]| -> Vec<Vec<String>> {
+            pairs
+                .iter()
+                .map(|(k, v)| vec![k.to_string(), v.to_string()])
+                .collect()
+        };
+        assert!(has_containerd_store(&status(&[(
+            "driver-type",
+            "io.containerd.snapshotter.v1"
+        )])));
+        assert!(!has_containerd_store(&status(&[
+            ("Backing Filesystem", "extfs"),
+            ("Supports d_type", "true")
+        ])));
+        assert!(!has_containerd_store(&[]));
     }
 
     #[test]

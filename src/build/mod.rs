@@ -97,12 +97,16 @@ struct ExportPlan {
 }
 
 impl ExportPlan {
-    /// Whether exporter `i` writes the file of one of the loads.
-    fn is_load(&self, i: usize) -> bool {
+    /// The load whose file exporter `i` writes.
+    fn load_at(&self, i: usize) -> Option<&load::LoadStep> {
         match self.targets.get(&(i as u32)) {
-            Some(ExportTarget::File(f)) => self.loads.iter().any(|l| &l.file == f),
-            _ => false,
+            Some(ExportTarget::File(f)) => self.loads.iter().find(|l| &l.file == f),
+            _ => None,
         }
+    }
+
+    fn is_load(&self, i: usize) -> bool {
+        self.load_at(i).is_some()
     }
 }
 
@@ -532,6 +536,37 @@ pub(crate) fn plan_solve_with(
 }
 
 impl SolvePlan {
+    /// Fits loads into the user's Docker Engine to what it takes, as buildx does: an OCI layout
+    /// where the Engine keeps images in containerd (indexes and attestations kept), else a
+    /// Docker tarball, which holds one platform and no attestations: several platforms (`opts`
+    /// are the whole build's, across nodes) or attestations are then refused before anything
+    /// is built. The Engine is asked only when something loads into it.
+    pub(crate) async fn fit_docker_loads(
+        &mut self,
+        driver: &dyn kiln_drivers::Driver,
+        opts: &BuildOptions,
+        engine: &load::DockerEngine,
+    ) -> Result<()> {
+        let into_docker: Vec<usize> = (0..self.exports.exporters.len())
+            .filter(|i| {
+                self.exports
+                    .load_at(*i)
+                    .is_some_and(|l| l.store(driver) == kiln_drivers::ImageStore::Docker)
+            })
+            .collect();
+        if into_docker.is_empty() {
+            return Ok(());
+        }
+        let oci = engine.oci_importer().await?;
+        if !oci && (opts.platforms.len() > 1 || opts.attests.any_enabled()) {
+            bail!("docker exporter does not currently support exporting manifest lists");
+        }
+        for i in into_docker {
+            self.exports.exporters[i].r#type = if oci { "oci" } else { "docker" }.into();
+        }
+        Ok(())
+    }
+
     /// For a build whose platforms are split across nodes: takes the client-side loads out of
     /// [`finish`](Self::finish) so the caller merges every node's part into one image and
     /// imports that once. Their exporters write OCI layouts holding an index, one platform or

@@ -224,7 +224,17 @@ pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
     let metadata_file = opts.metadata_file.clone();
     let call = opts.call.clone();
     let builder = crate::builder::resolve(ctx).await?;
-    let mut result = crate::build::build(&builder, opts, progress, ctx.debug).await?;
+    // buildx words every failure of the build itself (not of its flags) as "failed to build:
+    // ..."; a solve's error block already says it.
+    let mut result = crate::build::build(&builder, opts, progress, ctx.debug)
+        .await
+        .map_err(|e| {
+            if e.is::<crate::AlreadyReported>() {
+                e
+            } else {
+                e.context("failed to build")
+            }
+        })?;
     if metadata_file.is_some() && call.is_none() {
         let mode = crate::history::provenance::MetadataProvenance::from_env();
         let keys = crate::history::provenance::for_build(&builder, &result.exporter_response, mode)

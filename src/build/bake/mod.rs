@@ -159,9 +159,14 @@ pub async fn build_many(
     let (conn, skipped) = super::placement::place_together(builder, &all_platforms).await?;
     super::fanout::warn_skipped(&builder.name, &skipped);
     let mut plans = Vec::new();
+    let docker_engine = super::load::DockerEngine::default();
     for t in &targets {
-        let plan = super::plan_solve(&t.opts, &conn.features, conn.driver_name())
-            .with_context(|| format!("target {}", t.name))?;
+        let in_target = || format!("target {}", t.name);
+        let mut plan = super::plan_solve(&t.opts, &conn.features, conn.driver_name())
+            .with_context(in_target)?;
+        plan.fit_docker_loads(conn.node.driver.as_ref(), &t.opts, &docker_engine)
+            .await
+            .with_context(in_target)?;
         plans.push(plan);
     }
 
