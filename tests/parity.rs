@@ -93,3 +93,58 @@ fn image_digest_matches_buildx() {
     assert_eq!(k, b);
     let _ = run(user.docker(&["rmi", "-f", &kt, &bt]));
 }
+
+/// The blob file names under an OCI layout directory, sorted.
+fn layout_blobs(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `-o type=oci,tar=false`: BuildKit writes the layout through the session's content store
+/// and the client records the image in `index.json`; both tools leave the same bytes.
+#[test]
+fn oci_layout_directory_matches_buildx() {
+    let user = User::new(Engine::Modern);
+    let ctx = parity_context();
+    let out = tempfile::tempdir().unwrap();
+    let (k, b) = (out.path().join("kiln"), out.path().join("buildx"));
+    let export = |cmd: std::process::Command, dest: &std::path::Path, tags: &[&str]| {
+        let mut cmd = cmd;
+        cmd.args(["--progress=quiet", "--build-arg", "SOURCE_DATE_EPOCH=0"]);
+        for t in tags {
+            cmd.args(["-t", t]);
+        }
+        ok(cmd.args([
+            "-o",
+            &format!("type=oci,dest={},tar=false", dest.display()),
+            ctx.path().to_str().unwrap(),
+        ]));
+    };
+    for (tool, dest) in [("kiln", &k), ("buildx", &b)] {
+        let cmd = || match tool {
+            "kiln" => user.kiln(&["build"]),
+            _ => user.buildx(&["build"]),
+        };
+        export(cmd(), dest, &["app:1", "127.0.0.1:5000/app:2"]);
+        // A second export under another name is added beside the first.
+        export(cmd(), dest, &["app:3"]);
+    }
+    let index = |d: &std::path::Path| std::fs::read_to_string(d.join("index.json")).unwrap();
+    assert_eq!(index(&k), index(&b));
+    let parsed: serde_json::Value = serde_json::from_str(&index(&k)).unwrap();
+    assert_eq!(
+        parsed["manifests"].as_array().unwrap().len(),
+        3,
+        "{parsed:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(k.join("oci-layout")).unwrap(),
+        std::fs::read_to_string(b.join("oci-layout")).unwrap()
+    );
+    assert_eq!(layout_blobs(&k), layout_blobs(&b));
+    assert!(!k.join("index.json.lock").exists());
+}

@@ -111,13 +111,11 @@ impl ExportSpec {
                     if p.exists() && !p.is_dir() {
                         bail!("destination directory {d} is a file");
                     }
-                    if self.kind != ExporterKind::Local {
-                        bail!(
-                            "{} exporter with tar=false (an OCI layout directory) is not supported by kiln yet",
-                            self.type_name
-                        );
-                    }
-                    return Ok(Some(ClientTarget::Dir(p)));
+                    return Ok(Some(if self.kind == ExporterKind::Local {
+                        ClientTarget::Dir(p)
+                    } else {
+                        ClientTarget::Layout(p)
+                    }));
                 }
             }
         }
@@ -152,6 +150,26 @@ pub enum ClientTarget {
     Dir(PathBuf),
     File(PathBuf),
     Stdout,
+    /// An OCI layout directory (`oci`/`docker` with `tar=false`): BuildKit writes its blobs
+    /// through the session's content store, the client records the image in `index.json`.
+    Layout(PathBuf),
+}
+
+/// The exporter response key holding the exported image's descriptor (base64 of its JSON).
+const IMAGE_DESCRIPTOR_KEY: &str = "containerimage.descriptor";
+
+/// The JSON of the image descriptor an exporter reported, if it reported one.
+pub fn reported_descriptor(
+    response: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<Vec<u8>>> {
+    use base64::Engine as _;
+    let Some(encoded) = response.get(IMAGE_DESCRIPTOR_KEY) else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("decoding the exported image's descriptor: {e}"))
 }
 
 /// Go's `strconv.ParseBool`, which is what buildx uses for attribute values.
@@ -217,6 +235,22 @@ mod tests {
         assert_eq!(
             e.client_target().unwrap(),
             Some(ClientTarget::File("out.tar".into()))
+        );
+    }
+
+    #[test]
+    fn oci_and_docker_without_tar_write_a_layout_directory() {
+        for t in ["oci", "docker"] {
+            let e = ExportSpec::parse(&format!("type={t},dest=out,tar=false")).unwrap();
+            assert_eq!(
+                e.client_target().unwrap(),
+                Some(ClientTarget::Layout("out".into()))
+            );
+        }
+        let e = ExportSpec::parse("type=oci,tar=false").unwrap();
+        assert_eq!(
+            e.client_target().unwrap_err().to_string(),
+            "dest is required for oci exporter"
         );
     }
 

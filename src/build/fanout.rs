@@ -594,11 +594,7 @@ async fn merge(
 /// What a node pushed by digest: BuildKit's descriptor of it, or (from daemons too old to
 /// report one) its digest as a manifest list of unknown size.
 fn pushed_descriptor(resp: &BTreeMap<String, String>) -> Result<registry::Descriptor> {
-    use base64::Engine as _;
-    if let Some(encoded) = resp.get("containerimage.descriptor") {
-        let json = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .context("decoding the pushed image's descriptor")?;
+    if let Some(json) = exporter::reported_descriptor(resp)? {
         return serde_json::from_slice(&json).context("reading the pushed image's descriptor");
     }
     let digest = resp

@@ -8,21 +8,18 @@
 //! directory's `index.json` after it. It never talks to BuildKit.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bollard_buildkit_proto::moby::buildkit::v1::{CacheOptions, CacheOptionsEntry};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::cache::CacheSpec;
+use super::layout_index::{self, IndexName, IMAGE_NAME, REF_NAME};
 use crate::buildkit::session::LayoutStore;
 
 /// The exporter response key holding the exported cache manifest's descriptor (JSON).
 const MANIFEST_DESC_KEY: &str = "cache.manifest";
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const IMAGE_NAME: &str = "io.containerd.image.name";
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 fn is_local(spec: &CacheSpec) -> bool {
     spec.kind == "local"
@@ -117,7 +114,7 @@ pub fn update_indexes(
             continue;
         };
         let tag = entry.attrs.get("tag").map_or("latest", String::as_str);
-        put_manifest(dir, &desc, tag)
+        layout_index::put(dir, &desc, &[IndexName::Tag(tag.to_string())])
             .with_context(|| format!("updating the cache index in {}", dir.display()))?;
     }
     Ok(())
@@ -172,122 +169,6 @@ fn digest_for_tag(index: &Value, tag: &str) -> Option<String> {
         .and_then(|m| m.get("digest"))
         .and_then(Value::as_str)
         .map(str::to_string)
-}
-
-/// Puts `desc` into `dir/index.json` under `tag` (and writes `oci-layout`), holding
-/// `index.json.lock` as BuildKit's `ociindex` does so concurrent buildx or kiln runs don't lose
-/// each other's tags; both files are replaced by renaming a complete temporary file over them.
-fn put_manifest(dir: &Path, desc: &Value, tag: &str) -> Result<()> {
-    let lock_path = dir.join("index.json.lock");
-    let lock = IndexLock::acquire(&lock_path)?;
-    crate::store::write_atomic(
-        &dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
-    let index_path = dir.join("index.json");
-    let mut index = match std::fs::read(&index_path) {
-        Ok(data) if !data.is_empty() => serde_json::from_slice(&data)
-            .with_context(|| format!("could not unmarshal {}", index_path.display()))?,
-        Ok(_) => Value::Object(Map::new()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Map::new()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("could not read {}", index_path.display()))
-        }
-    };
-    insert_tagged(&mut index, desc, tag)?;
-    let data = serde_json::to_vec(&index).expect("JSON values serialize");
-    crate::store::write_atomic(&index_path, &data)?;
-    drop(lock);
-    Ok(())
-}
-
-/// Adds `desc` to the index under `tag`, dropping the manifest the tag named before, and fills
-/// the index's schema version and media type when missing.
-fn insert_tagged(index: &mut Value, desc: &Value, tag: &str) -> Result<()> {
-    let Value::Object(obj) = index else {
-        bail!("index.json is not a JSON object");
-    };
-    if obj
-        .get("schemaVersion")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        == 0
-    {
-        obj.insert("schemaVersion".into(), 2.into());
-    }
-    if obj
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
-    {
-        obj.insert("mediaType".into(), INDEX_MEDIA_TYPE.into());
-    }
-    let mut desc = desc.clone();
-    let Value::Object(d) = &mut desc else {
-        bail!("the cache manifest descriptor is not a JSON object");
-    };
-    let annotations = d
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !annotations.is_object() {
-        *annotations = Value::Object(Map::new());
-    }
-    annotations[REF_NAME] = tag.into();
-
-    let annotation = |m: &Value, key: &str| {
-        m.get("annotations")
-            .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut manifests: Vec<Value> = match obj.remove("manifests") {
-        Some(Value::Array(m)) => m,
-        _ => Vec::new(),
-    };
-    manifests.retain(|m| annotation(m, REF_NAME) != tag || !annotation(m, IMAGE_NAME).is_empty());
-    manifests.push(desc);
-    obj.insert("manifests".into(), Value::Array(manifests));
-    Ok(())
-}
-
-/// `index.json.lock`, held exclusively; removed again on release, as BuildKit's client does.
-struct IndexLock {
-    file: File,
-    path: PathBuf,
-}
-
-impl IndexLock {
-    fn acquire(path: &Path) -> Result<IndexLock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("could not lock {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => bail!(
-                "could not lock {}: another build is updating this cache",
-                path.display()
-            ),
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("could not lock {}", path.display()))
-            }
-        }
-        Ok(IndexLock {
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for IndexLock {
-    fn drop(&mut self) {
-        let _ = self.file.unlock();
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 #[cfg(test)]

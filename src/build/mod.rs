@@ -13,6 +13,7 @@ pub mod exporter;
 pub(crate) mod fanout;
 pub mod flags;
 mod inputs;
+mod layout_index;
 pub mod load;
 mod local_cache;
 pub mod named_contexts;
@@ -94,6 +95,8 @@ struct ExportPlan {
     targets: HashMap<u32, ExportTarget>,
     /// Results exported to client-side files, to import into an image store after the solve.
     loads: Vec<load::LoadStep>,
+    /// The OCI layout directory an `oci`/`docker` export with `tar=false` writes into.
+    layout: Option<std::path::PathBuf>,
 }
 
 impl ExportPlan {
@@ -260,6 +263,20 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
                 ClientTarget::Dir(d) => ExportTarget::Dir(d),
                 ClientTarget::File(f) => ExportTarget::File(f),
                 ClientTarget::Stdout => ExportTarget::Stdout,
+                ClientTarget::Layout(d) => {
+                    // BuildKit has one such store per session, named `export`.
+                    if plan.layout.is_some() {
+                        bail!("oci store key \"export\" already exists");
+                    }
+                    std::fs::create_dir_all(&d)
+                        .with_context(|| format!("creating {}", d.display()))?;
+                    plan.layout = Some(d);
+                    plan.exporters.push(control::Exporter {
+                        r#type: type_name,
+                        attrs: attrs.into_iter().collect(),
+                    });
+                    continue;
+                }
             };
             if target == ExportTarget::Stdout
                 && plan.targets.values().any(|t| *t == ExportTarget::Stdout)
@@ -605,7 +622,18 @@ impl SolvePlan {
             exports: self.exports.targets.clone(),
             uploads: prepared.uploads.clone(),
             oci_stores: prepared.oci_stores.clone(),
-            local_caches: local_cache::session_stores(&self.cache),
+            local_caches: local_cache::session_stores(&self.cache)
+                .into_iter()
+                .chain(self.exports.layout.iter().map(|dir| {
+                    (
+                        crate::buildkit::session::EXPORT_STORE.to_string(),
+                        crate::buildkit::session::LayoutStore {
+                            dir: dir.clone(),
+                            writable: true,
+                        },
+                    )
+                }))
+                .collect(),
             secrets: secrets::session_secrets(&opts.secrets),
             ssh: secrets::session_agents(&opts.ssh),
         }
@@ -665,6 +693,10 @@ impl SolvePlan {
             step.run(conn.node.driver.as_ref(), own_steps).await?;
         }
         local_cache::update_indexes(&self.cache, &exporter_response)?;
+        if let Some(dir) = &self.exports.layout {
+            layout_index::record_image(dir, &exporter_response)
+                .with_context(|| format!("updating {}", dir.join("index.json").display()))?;
+        }
         Ok(exporter_response)
     }
 }

@@ -67,6 +67,9 @@ const MAX_WRITE_MESSAGE: usize = 16 << 20;
 /// chunks in flight at a time, so memory stays constant whatever the blob's size.
 const READ_CHUNK: usize = 1 << 20;
 
+/// The store id BuildKit's `oci`/`docker` exporters write a `tar=false` layout through.
+pub const EXPORT_STORE: &str = "export";
+
 /// One OCI layout directory the session serves through the content store, and whether BuildKit
 /// may add blobs to it (a `type=local` cache export) or only read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,10 +160,10 @@ where
     }
 }
 
-/// The store a store id names: `local:<dir>` a cache directory, anything else (`oci:<id>`) an
-/// `oci-layout://` context, always read-only.
+/// The store a store id names: `local:<dir>` a cache directory, `export` a `tar=false` image
+/// export, anything else (`oci:<id>`) an `oci-layout://` context, always read-only.
 fn store_by_id(content: &SessionContent, id: &str) -> Option<LayoutStore> {
-    if id.starts_with("local:") {
+    if id.starts_with("local:") || id == EXPORT_STORE {
         return content.local_caches.get(id).cloned();
     }
     let key = id.strip_prefix("oci:").unwrap_or(id);

@@ -26,7 +26,7 @@ use hyper_util::service::TowerToHyperService;
 use kiln_drivers::{BoxIo, Driver};
 use tokio::task::JoinHandle;
 
-pub use content::LayoutStore;
+pub use content::{LayoutStore, EXPORT_STORE};
 pub use filesend::ExportTarget;
 pub use filesync::diffcopy_counts;
 pub use secrets::{SecretSource, Secrets, MAX_SECRET_SIZE};
@@ -63,7 +63,8 @@ pub struct SessionContent {
     /// named contexts).
     pub oci_stores: HashMap<String, PathBuf>,
     /// `type=local` cache directories served through the same content store, by store id
-    /// (`local:<dir>`); writable where a cache export goes.
+    /// (`local:<dir>`), writable where a cache export goes; and the layout directory an
+    /// `oci`/`docker` export with `tar=false` writes (store id `export`).
     pub local_caches: HashMap<String, LayoutStore>,
     /// `--secret`: where each secret is read from when BuildKit asks, by id.
     pub secrets: Secrets,
