@@ -243,31 +243,13 @@ fn serve(
     });
     let mut reader = BufReader::new(client);
     loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            head.push(line.clone());
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let request_line = head[0].clone();
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let header = |name: &str| {
-            head.iter().find_map(|h| {
-                let (k, v) = h.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
+        let Some(head) = RequestHead::read(&mut reader)? else {
+            return Ok(());
         };
-        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let (method, path) = (head.method.clone(), head.path.clone());
+        let header = |name: &str| head.header(name);
+        let chunked = head.chunked();
+        let length = head.content_length() as usize;
         let body = if chunked {
             read_chunked(&mut reader)?
         } else {
@@ -317,19 +299,12 @@ fn serve(
             }
         }
         // Forward with a plain Content-Length body.
-        let mut out = String::new();
-        out.push_str(&request_line);
-        for h in &head[1..] {
-            let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
-            if h == "\r\n" || name == "transfer-encoding" || name == "content-length" {
-                continue;
-            }
-            out.push_str(h);
-        }
-        if !body.is_empty() || matches!(method.as_str(), "PUT" | "POST" | "PATCH") {
-            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        out.push_str("\r\n");
+        let length = if !body.is_empty() || matches!(method.as_str(), "PUT" | "POST" | "PATCH") {
+            format!("Content-Length: {}\r\n", body.len())
+        } else {
+            String::new()
+        };
+        let out = head.forwarded(&["transfer-encoding", "content-length"], &length);
         upstream.write_all(out.as_bytes())?;
         upstream.write_all(&body)?;
     }
@@ -357,26 +332,6 @@ fn url_query_values(path: &str, key: &str) -> Vec<String> {
         .filter(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
         .collect()
-}
-
-/// A Docker config for `user` that logs in to `registry` as `login` (`USER:PASSWORD`).
-fn write_login(user: &User, registry: &str, login: &str) {
-    let auth = base64::engine::general_purpose::STANDARD.encode(login);
-    std::fs::write(
-        user.docker_config().join("config.json"),
-        format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#),
-    )
-    .unwrap();
-}
-
-/// A Docker config with the auth registry's credentials for `registry`.
-fn write_auths(user: &User, registry: &str) {
-    let login = format!(
-        "{}:{}",
-        env("KILN_TEST_AUTH_USER"),
-        env("KILN_TEST_AUTH_PASSWORD")
-    );
-    write_login(user, registry, &login);
 }
 
 #[test]
@@ -644,7 +599,7 @@ fn the_auth_registry_needs_credentials_from_docker_config() {
         "{err}"
     );
 
-    write_auths(&user, &auth_reg);
+    user.log_in(&auth_reg, &auth_registry_login());
     // Another registry: the blobs are copied (a mount cannot cross registries).
     let out = ok(user.kiln(&create));
     let inspected = ok(user.kiln(&["imagetools", "inspect", "--raw", &target]));
@@ -655,7 +610,7 @@ fn the_auth_registry_needs_credentials_from_docker_config() {
         assert!(!text.contains(&password), "the password leaked");
     }
     // Wrong credentials are refused, and still without echoing them.
-    write_login(&user, &auth_reg, "kiln:not-the-password");
+    user.log_in(&auth_reg, "kiln:not-the-password");
     let err = fails(user.kiln(&["imagetools", "inspect", &target]));
     assert!(err.contains("authentication failed"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
@@ -705,7 +660,7 @@ fn bearer_token_flow_with_and_without_a_login() {
         err.contains("authentication failed") && err.contains("token"),
         "{err}"
     );
-    write_auths(&user, &guarded.registry());
+    user.log_in(&guarded.registry(), &auth_registry_login());
     let out = stdout(&ok(user.kiln(&["imagetools", "inspect", &target])));
     assert!(out.contains("linux/arm64"), "{out}");
     let requests = guarded.token_requests.lock().unwrap().clone();

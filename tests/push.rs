@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use base64::Engine as _;
 use common::*;
 
 fn context() -> tempfile::TempDir {
@@ -24,30 +23,10 @@ fn tags_in_registry(repo: &str) -> String {
         "http://{}/v2/{repo}/tags/list",
         env("KILN_TEST_AUTH_REGISTRY")
     );
-    let creds = format!(
-        "{}:{}",
-        env("KILN_TEST_AUTH_USER"),
-        env("KILN_TEST_AUTH_PASSWORD")
-    );
+    let creds = auth_registry_login();
     stdout(&ok(
         std::process::Command::new("curl").args(["-sf", "-u", &creds, &url])
     ))
-}
-
-fn write_auths(user: &User) {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        env("KILN_TEST_AUTH_USER"),
-        env("KILN_TEST_AUTH_PASSWORD")
-    ));
-    std::fs::write(
-        user.docker_config().join("config.json"),
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
-            env("KILN_TEST_AUTH_REGISTRY")
-        ),
-    )
-    .unwrap();
 }
 
 fn push_with_and_without_credentials(engine: Engine) {
@@ -72,7 +51,7 @@ fn push_with_and_without_credentials(engine: Engine) {
         "{err}"
     );
 
-    write_auths(&user);
+    user.log_in(&env("KILN_TEST_AUTH_REGISTRY"), &auth_registry_login());
     let out = ok(push());
     assert!(tags_in_registry(&repo).contains("\"v1\""));
     let password = env("KILN_TEST_AUTH_PASSWORD");

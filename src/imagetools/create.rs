@@ -730,7 +730,8 @@ fn missing<'a>(
 }
 
 /// Makes blob `blob` present in `target`: nothing when it is, a mount from `from` when the
-/// registry allows it, else a copy (never more bytes than its descriptor says).
+/// registry allows it, else a copy streamed from `from` (never more bytes than its descriptor
+/// says, never the whole blob in memory).
 async fn ensure_blob(
     client: &Client,
     target: &Repository,
@@ -750,12 +751,10 @@ async fn ensure_blob(
         None
     };
     // A negative size is "unknown" (descriptors from daemons too old to report one).
-    let limit = u64::try_from(blob.size).unwrap_or(u64::MAX);
-    let data = client
-        .get_blob_sized(from, digest, limit)
-        .await
-        .with_context(|| format!("copying {digest} from {from}"))?;
-    client.upload_blob(target, digest, data, session).await?;
+    let size = u64::try_from(blob.size).ok();
+    client
+        .copy_blob(from, target, digest, size, session)
+        .await?;
     Ok(())
 }
 

@@ -1,8 +1,11 @@
 //! The HTTP side of the distribution API: one [`Client`] per process, which keeps connections,
 //! answers authentication challenges (Basic, and the Bearer token flow) with credentials from
-//! Docker's config, caches tokens per scope, and counts the blob bytes it uploads.
+//! Docker's config, caches tokens per scope, repeats requests that failed transiently (see
+//! `retry`), streams blobs copied between registries (see `stream`), and counts the blob bytes
+//! it uploads.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -11,6 +14,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body::Body as _;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -21,6 +25,8 @@ use url::Url;
 
 use super::auth::{parse_challenge, Challenge, TokenResponse};
 use super::oci::{detect_media_type, MANIFEST_ACCEPT};
+use super::retry::{retry_after, retryable_error, retryable_status, RetryPolicy, RETRIES_ENV};
+use super::stream::{BoxError, DigestCheck, VerifiedBody};
 use super::{Digest, Error, Reference, Repository};
 use crate::buildkit::client::flatten_error;
 use crate::dockercfg::Credentials;
@@ -43,6 +49,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Overrides [`DEFAULT_IDLE_TIMEOUT`] (whole seconds); tests use it to keep stall cases fast.
 pub const TIMEOUT_ENV: &str = "KILN_REGISTRY_TIMEOUT_SECS";
+
+/// What every request carries as its body: in-memory bytes, or a blob streamed from another
+/// registry.
+type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
+
+fn full(bytes: Bytes) -> ReqBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// A manifest or index as the registry stored it.
 #[derive(Debug, Clone)]
@@ -79,7 +95,8 @@ struct AuthState {
     credentials: HashMap<String, Option<Credentials>>,
 }
 
-/// One request, kept rebuildable so it can be sent again after an authentication challenge.
+/// One request, kept rebuildable so it can be sent again after an authentication challenge or
+/// a transient failure.
 struct Request<'a> {
     method: Method,
     url: Url,
@@ -91,14 +108,17 @@ struct Request<'a> {
 
 /// A distribution (OCI registry) client.
 pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
-    https: OnceLock<HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    http: HyperClient<HttpConnector, ReqBody>,
+    https: OnceLock<HyperClient<HttpsConnector<HttpConnector>, ReqBody>>,
     auth: Mutex<AuthState>,
     /// Held while asking a token endpoint, so concurrent requests share one token per scope.
     token_fetch: tokio::sync::Mutex<()>,
     uploaded: AtomicU64,
     /// Bound on waiting for response headers and on a body read making no progress.
     idle_timeout: Duration,
+    /// How often transient failures are retried; a bad [`RETRIES_ENV`] is kept to be reported
+    /// by the first request, worded for the user.
+    retry: Result<RetryPolicy, String>,
 }
 
 impl Default for Client {
@@ -116,6 +136,8 @@ impl Client {
             token_fetch: tokio::sync::Mutex::new(()),
             uploaded: AtomicU64::new(0),
             idle_timeout: idle_timeout_from(std::env::var(TIMEOUT_ENV).ok().as_deref()),
+            retry: RetryPolicy::from_env_value(std::env::var(RETRIES_ENV).ok().as_deref())
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -237,17 +259,52 @@ impl Client {
         limit: u64,
     ) -> Result<Bytes, Error> {
         let what = format!("blob {digest} in {repo}");
+        let resp = self.open_blob(repo, digest).await?;
+        let bytes = self.read_body(resp, &repo.registry, &what, limit).await?;
+        if !digest.matches(&bytes) {
+            return Err(Error::DigestMismatch { what });
+        }
+        Ok(bytes)
+    }
+
+    /// The successful answer to GET blob `digest` (redirects followed), its body not yet read.
+    async fn open_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Response<Incoming>, Error> {
+        let what = format!("blob {digest} in {repo}");
+        let url = endpoint(repo, &format!("blobs/{digest}"))?;
+        let label = format!("GET {}", url.path());
+        let resp = self
+            .with_retries(&repo.registry, &label, || {
+                self.get_following_redirects(repo, &url)
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(what));
+        }
+        self.check(resp, &repo.registry, &format!("fetching {what}"))
+            .await
+    }
+
+    /// One GET of `url` in `repo`'s registry, following redirects to storage backends.
+    async fn get_following_redirects(
+        &self,
+        repo: &Repository,
+        url: &Url,
+    ) -> Result<Response<Incoming>, Error> {
         let mut resp = self
-            .send(Request {
+            .send_once(&Request {
                 method: Method::GET,
-                url: endpoint(repo, &format!("blobs/{digest}"))?,
+                url: url.clone(),
                 registry: &repo.registry,
                 scopes: vec![scope(repo, "pull")],
                 headers: Vec::new(),
                 body: Bytes::new(),
             })
             .await?;
-        let mut url = endpoint(repo, &format!("blobs/{digest}"))?;
+        let mut url = url.clone();
         for _ in 0..MAX_REDIRECTS {
             if !resp.status().is_redirection() {
                 break;
@@ -256,22 +313,12 @@ impl Client {
             // Storage backends get no registry credentials: the redirect URL carries its own.
             let req = http::Request::get(location.as_str())
                 .header(header::USER_AGENT, USER_AGENT)
-                .body(Full::new(Bytes::new()))
+                .body(full(Bytes::new()))
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             resp = self.execute(&location, req, &repo.registry).await?;
             url = location;
         }
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(Error::NotFound(what));
-        }
-        let resp = self
-            .check(resp, &repo.registry, &format!("fetching {what}"))
-            .await?;
-        let bytes = self.read_body(resp, &repo.registry, &what, limit).await?;
-        if !digest.matches(&bytes) {
-            return Err(Error::DigestMismatch { what });
-        }
-        Ok(bytes)
+        Ok(resp)
     }
 
     /// Asks the registry to link blob `digest` from repository `from` into `to`.
@@ -309,51 +356,116 @@ impl Client {
         }
     }
 
-    /// Uploads a blob in one request, in `session` when the registry already opened one.
-    pub async fn upload_blob(
+    /// Copies blob `digest` from `from` into `to` (in `session` when the registry already opened
+    /// one) without holding it in memory: the source's answer is the upload's body, checked
+    /// against the digest and `size` as it passes. A transient failure on either side reads the
+    /// source again into a new upload session.
+    pub async fn copy_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+        session: Option<Url>,
+    ) -> Result<(), Error> {
+        let what = format!("copying {digest} from {from} to {to}");
+        let source_what = format!("blob {digest} in {from}");
+        let label = format!("PUT {}", endpoint(to, "blobs/uploads/")?.path());
+        let mut given = session;
+        let copied = AtomicU64::new(0);
+        let resp = self
+            .with_retries(&to.registry, &label, || {
+                let given = given.take();
+                let (copied, source_what) = (&copied, &source_what);
+                async move {
+                    let source = self.open_blob(from, digest).await?;
+                    let declared = source
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if let (Some(declared), Some(size)) = (declared, size) {
+                        if declared != size {
+                            return Err(Error::Protocol {
+                                registry: from.registry.clone(),
+                                detail: format!(
+                                    "{source_what} is {declared} bytes, its descriptor says {size}"
+                                ),
+                            });
+                        }
+                    }
+                    let url = match self.open_upload(to, digest, given).await? {
+                        Ok(url) => url,
+                        Err(refused) => return Ok(refused),
+                    };
+                    let (body, failure) = VerifiedBody::new(
+                        source.into_body(),
+                        DigestCheck::new(digest.clone(), size.or(declared)),
+                        self.idle_timeout,
+                        &from.registry,
+                        source_what,
+                    );
+                    let scopes = [scope(to, "pull,push")];
+                    let put = with_digest(url, digest);
+                    let request = self
+                        .authorized(
+                            Method::PUT,
+                            &put,
+                            &to.registry,
+                            &scopes,
+                            &[(header::CONTENT_TYPE, "application/octet-stream".into())],
+                        )
+                        .await?
+                        .body(body.boxed_unsync())
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                    tracing::debug!(%digest, %from, %to, "streaming blob");
+                    let sent = self.execute(&put, request, &to.registry).await;
+                    // The source's fault (a mismatch, a stall, a break) explains the failed
+                    // upload better than the transport's "body aborted".
+                    if let Some(e) = failure.lock().expect("copy failure").take() {
+                        return Err(e);
+                    }
+                    copied.store(size.or(declared).unwrap_or(0), Ordering::Relaxed);
+                    sent
+                }
+            })
+            .await?;
+        self.check(resp, &to.registry, &what).await?;
+        let copied = copied.into_inner();
+        self.uploaded.fetch_add(copied, Ordering::Relaxed);
+        tracing::debug!(%digest, %from, %to, bytes = copied, "copied blob");
+        Ok(())
+    }
+
+    /// An upload session in `repo` for blob `digest`: `given` when the registry already opened
+    /// one, else a new one; a registry's refusal to open one is handed back as `Err` for the
+    /// caller to judge.
+    async fn open_upload(
         &self,
         repo: &Repository,
         digest: &Digest,
-        data: Bytes,
-        session: Option<Url>,
-    ) -> Result<(), Error> {
-        let scopes = vec![scope(repo, "pull,push")];
-        let what = format!("uploading {digest} to {repo}");
-        let session = match session {
-            Some(s) => s,
-            None => {
-                let url = endpoint(repo, "blobs/uploads/")?;
-                let resp = self
-                    .send(Request {
-                        method: Method::POST,
-                        url: url.clone(),
-                        registry: &repo.registry,
-                        scopes: scopes.clone(),
-                        headers: Vec::new(),
-                        body: Bytes::new(),
-                    })
-                    .await?;
-                let resp = self.check(resp, &repo.registry, &what).await?;
-                location(&resp, &url, &repo.registry)?
-            }
-        };
-        let mut put = session;
-        put.query_pairs_mut().append_pair("digest", digest.as_str());
-        let len = data.len() as u64;
+        given: Option<Url>,
+    ) -> Result<Result<Url, Response<Incoming>>, Error> {
+        if let Some(url) = given {
+            return Ok(Ok(url));
+        }
+        let url = endpoint(repo, "blobs/uploads/")?;
         let resp = self
-            .send(Request {
-                method: Method::PUT,
-                url: put,
+            .send_once(&Request {
+                method: Method::POST,
+                url: url.clone(),
                 registry: &repo.registry,
-                scopes,
-                headers: vec![(header::CONTENT_TYPE, "application/octet-stream".into())],
-                body: data,
+                scopes: vec![scope(repo, "pull,push")],
+                headers: Vec::new(),
+                body: Bytes::new(),
             })
             .await?;
-        self.check(resp, &repo.registry, &what).await?;
-        self.uploaded.fetch_add(len, Ordering::Relaxed);
-        tracing::debug!(%digest, %repo, bytes = len, "uploaded blob");
-        Ok(())
+        if resp.status() != StatusCode::ACCEPTED {
+            return Ok(Err(resp));
+        }
+        let session = location(&resp, &url, &repo.registry)?;
+        tracing::debug!(%digest, %repo, "upload session opened");
+        Ok(Ok(session))
     }
 
     async fn exists(
@@ -385,29 +497,28 @@ impl Client {
         }
     }
 
-    /// Sends a request, answering one authentication challenge on the way.
+    /// Sends a request that is safe to repeat, repeating it on transient failures.
     async fn send(&self, req: Request<'_>) -> Result<Response<Incoming>, Error> {
+        let label = format!("{} {}", req.method, req.url.path());
+        let req = &req;
+        self.with_retries(req.registry, &label, move || self.send_once(req))
+            .await
+    }
+
+    /// Sends a request once, answering one authentication challenge on the way.
+    async fn send_once(&self, req: &Request<'_>) -> Result<Response<Incoming>, Error> {
         let mut answered = false;
         loop {
-            let authorization = self.authorization(req.registry, &req.scopes).await?;
-            let mut builder = http::Request::builder()
-                .method(req.method.clone())
-                .uri(req.url.as_str())
-                .header(header::USER_AGENT, USER_AGENT);
-            for (k, v) in &req.headers {
-                builder = builder.header(k, v);
-            }
-            if let Some(a) = authorization {
-                let mut value = HeaderValue::from_str(&a).map_err(|_| {
-                    Error::Invalid(
-                        "credentials contain characters not allowed in an HTTP header".into(),
-                    )
-                })?;
-                value.set_sensitive(true);
-                builder = builder.header(header::AUTHORIZATION, value);
-            }
-            let request = builder
-                .body(Full::new(req.body.clone()))
+            let request = self
+                .authorized(
+                    req.method.clone(),
+                    &req.url,
+                    req.registry,
+                    &req.scopes,
+                    &req.headers,
+                )
+                .await?
+                .body(full(req.body.clone()))
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             tracing::debug!(method = %req.method, url = %req.url, "registry request");
             let resp = self.execute(&req.url, request, req.registry).await?;
@@ -428,10 +539,102 @@ impl Client {
         }
     }
 
+    /// A request's method, URL and headers with the `Authorization` kiln has for `scopes`
+    /// (fetching a token when the registry wants one); the body is the caller's.
+    async fn authorized(
+        &self,
+        method: Method,
+        url: &Url,
+        registry: &str,
+        scopes: &[String],
+        headers: &[(header::HeaderName, String)],
+    ) -> Result<http::request::Builder, Error> {
+        let authorization = self.authorization(registry, scopes).await?;
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .header(header::USER_AGENT, USER_AGENT);
+        for (k, v) in headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(a) = authorization {
+            let mut value = HeaderValue::from_str(&a).map_err(|_| {
+                Error::Invalid(
+                    "credentials contain characters not allowed in an HTTP header".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        Ok(builder)
+    }
+
+    /// Runs `attempt` until it gives an answer or error that is not transient, or the retry
+    /// policy's attempts are spent; then the last outcome is returned, and when more than one
+    /// attempt was made and all failed, an error saying how many and the last cause. `label`
+    /// (method and path, never a query or a credential) names the request in that error.
+    async fn with_retries<F, Fut>(
+        &self,
+        registry: &str,
+        label: &str,
+        mut attempt: F,
+    ) -> Result<Response<Incoming>, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response<Incoming>, Error>>,
+    {
+        let policy = self.retry.clone().map_err(Error::Invalid)?;
+        let mut made = 0;
+        loop {
+            let outcome = attempt().await;
+            made += 1;
+            let (retry_after, cause) = match &outcome {
+                Ok(resp) if retryable_status(resp.status()) => (
+                    retry_after(resp.status(), resp.headers()),
+                    resp.status().to_string(),
+                ),
+                Err(e) if retryable_error(e) => (None, e.to_string()),
+                _ => return outcome,
+            };
+            if made >= policy.attempts() {
+                if made == 1 {
+                    return outcome;
+                }
+                let last = match outcome {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body = self
+                            .read_body(resp, registry, label, MAX_ERROR_BYTES)
+                            .await
+                            .unwrap_or_default();
+                        format!("{label}: {status}{}", registry_message(&body))
+                    }
+                    Err(e) => e.to_string(),
+                };
+                return Err(Error::Retries {
+                    registry: registry.into(),
+                    attempts: made,
+                    last,
+                });
+            }
+            let wait = policy.wait(made, retry_after);
+            tracing::debug!(
+                registry,
+                request = label,
+                attempt = made,
+                %cause,
+                wait_ms = wait.as_millis() as u64,
+                "retrying registry request"
+            );
+            drop(outcome);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn execute(
         &self,
         url: &Url,
-        request: http::Request<Full<Bytes>>,
+        request: http::Request<ReqBody>,
         registry: &str,
     ) -> Result<Response<Incoming>, Error> {
         // The bound covers sending the body too, so an upload gets time for its size.
@@ -456,9 +659,7 @@ impl Client {
         })
     }
 
-    fn https_client(
-        &self,
-    ) -> Result<&HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>, Error> {
+    fn https_client(&self) -> Result<&HyperClient<HttpsConnector<HttpConnector>, ReqBody>, Error> {
         if let Some(c) = self.https.get() {
             return Ok(c);
         }
@@ -556,7 +757,8 @@ impl Client {
             detail: format!("invalid token realm {realm:?}"),
         })?;
         let creds = self.credentials(registry)?;
-        let request = match &creds {
+        // Rebuilt for each attempt: a request is consumed by sending it.
+        let (method, content_type, body, authorization) = match &creds {
             Some(c) if c.username.is_empty() => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 form.append_pair("grant_type", "refresh_token")
@@ -568,10 +770,12 @@ impl Client {
                 if !scopes.is_empty() {
                     form.append_pair("scope", &scopes.join(" "));
                 }
-                http::Request::post(url.as_str())
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .header(header::USER_AGENT, USER_AGENT)
-                    .body(Full::new(Bytes::from(form.finish())))
+                (
+                    Method::POST,
+                    Some("application/x-www-form-urlencoded"),
+                    Bytes::from(form.finish()),
+                    None,
+                )
             }
             _ => {
                 {
@@ -583,25 +787,45 @@ impl Client {
                         q.append_pair("scope", s);
                     }
                 }
-                let mut b = http::Request::get(url.as_str()).header(header::USER_AGENT, USER_AGENT);
-                if let Some(c) = &creds {
-                    let mut v = HeaderValue::from_str(&basic(c)).map_err(|_| {
-                        Error::Invalid(
-                            "credentials contain characters not allowed in an HTTP header".into(),
-                        )
-                    })?;
-                    v.set_sensitive(true);
-                    b = b.header(header::AUTHORIZATION, v);
-                }
-                b.body(Full::new(Bytes::new()))
+                let authorization = match &creds {
+                    Some(c) => {
+                        let mut v = HeaderValue::from_str(&basic(c)).map_err(|_| {
+                            Error::Invalid(
+                                "credentials contain characters not allowed in an HTTP header"
+                                    .into(),
+                            )
+                        })?;
+                        v.set_sensitive(true);
+                        Some(v)
+                    }
+                    None => None,
+                };
+                (Method::GET, None, Bytes::new(), authorization)
             }
-        }
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        };
+        let request = || {
+            let mut b = http::Request::builder()
+                .method(method.clone())
+                .uri(url.as_str())
+                .header(header::USER_AGENT, USER_AGENT);
+            if let Some(t) = content_type {
+                b = b.header(header::CONTENT_TYPE, t);
+            }
+            if let Some(a) = &authorization {
+                b = b.header(header::AUTHORIZATION, a.clone());
+            }
+            b.body(full(body.clone()))
+                .map_err(|e| Error::Invalid(e.to_string()))
+        };
         let what = format!(
             "getting a token for {registry} from {}",
             realm_for_display(realm)
         );
-        let resp = self.execute(&url, request, registry).await?;
+        let resp = self
+            .with_retries(registry, &what, || async {
+                self.execute(&url, request()?, registry).await
+            })
+            .await?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(Error::Unauthorized {
                 registry: registry.into(),
@@ -664,6 +888,14 @@ fn realm_for_display(realm: &str) -> String {
         }
         Err(_) => "the token realm".into(),
     }
+}
+
+/// An upload session URL with the digest that completes it.
+fn with_digest(mut session: Url, digest: &Digest) -> Url {
+    session
+        .query_pairs_mut()
+        .append_pair("digest", digest.as_str());
+    session
 }
 
 fn scope(repo: &Repository, actions: &str) -> String {

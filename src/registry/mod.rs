@@ -9,6 +9,8 @@ mod auth;
 mod client;
 pub mod oci;
 mod reference;
+mod retry;
+mod stream;
 
 pub use client::{Client, Mount};
 pub use oci::{Descriptor, Index, Platform};
@@ -39,6 +41,12 @@ pub enum Error {
         registry: String,
         what: String,
         limit: u64,
+    },
+    #[error("{registry}: giving up after {attempts} attempts: {last}")]
+    Retries {
+        registry: String,
+        attempts: u32,
+        last: String,
     },
     #[error("{registry}: timed out: {detail}")]
     Timeout { registry: String, detail: String },

@@ -267,3 +267,95 @@ impl OciLayout {
         self.json(layout["manifests"][0]["digest"].as_str().unwrap())
     }
 }
+
+/// `USER:PASSWORD` of the test environment's htpasswd registry.
+pub fn auth_registry_login() -> String {
+    format!(
+        "{}:{}",
+        env("KILN_TEST_AUTH_USER"),
+        env("KILN_TEST_AUTH_PASSWORD")
+    )
+}
+
+impl User {
+    /// Writes this user's Docker config so it logs in to `registry` as `login` (`USER:PASSWORD`).
+    pub fn log_in(&self, registry: &str, login: &str) {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(login);
+        std::fs::write(
+            self.docker_config().join("config.json"),
+            format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#),
+        )
+        .unwrap();
+    }
+}
+
+/// The head of one HTTP/1.1 request a test proxy read off its client's connection.
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    request_line: String,
+    /// Header lines as received, each with its CRLF.
+    headers: Vec<String>,
+}
+
+impl RequestHead {
+    /// Reads the next request's head; `None` when the client closed the connection.
+    pub fn read(reader: &mut impl std::io::BufRead) -> std::io::Result<Option<RequestHead>> {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(None);
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+                break;
+            }
+            headers.push(line);
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        Ok(Some(RequestHead {
+            method,
+            path,
+            request_line,
+            headers,
+        }))
+    }
+
+    /// A header's value, trimmed; names compare case-insensitively.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+    }
+
+    pub fn content_length(&self) -> u64 {
+        self.header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The head to send upstream: the request line and every header but those named in
+    /// `dropped`, then `extra` (whole header lines with their CRLF), then the blank line.
+    pub fn forwarded(&self, dropped: &[&str], extra: &str) -> String {
+        let mut out = self.request_line.clone();
+        for h in &self.headers {
+            let name = h.split(':').next().unwrap_or("");
+            if !dropped.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                out.push_str(h);
+            }
+        }
+        out.push_str(extra);
+        out.push_str("\r\n");
+        out
+    }
+}
