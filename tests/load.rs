@@ -416,14 +416,15 @@ fn several_platforms_into_an_engine_without_the_containerd_store_fail_first_as_b
 }
 
 /// One platform from a remote builder into Engine 28 goes in as an OCI layout: the build's
-/// reported digest is the image's ID there, as buildx reports it.
+/// reported digest is the image's ID there, as buildx reports it. The tarball is streamed into
+/// Docker as BuildKit exports it: with no usable temporary directory the load still works.
 #[test]
 fn one_platform_into_engine_28_reports_the_image_id() {
     let t = RemoteLoad::new(Engine::Modern, "kiln-remote-load1");
     let (user, builder, image) = (&t.user, &t.builder, &t.image);
     let ctx = context();
     let meta = ctx.path().join("metadata.json");
-    ok(user.kiln(&[
+    let mut cmd = user.kiln(&[
         "build",
         "--builder",
         builder,
@@ -437,7 +438,8 @@ fn one_platform_into_engine_28_reports_the_image_id() {
         meta.to_str().unwrap(),
         "--load",
         ctx.path().to_str().unwrap(),
-    ]));
+    ]);
+    ok(cmd.env("TMPDIR", ctx.path().join("no-such-dir")));
     let digest = metadata(&meta)["containerimage.digest"]
         .as_str()
         .expect("the build reports its digest")
@@ -446,4 +448,37 @@ fn one_platform_into_engine_28_reports_the_image_id() {
         serde_json::from_slice(&ok(user.docker(&["image", "inspect", image])).stdout).unwrap();
     assert_eq!(inspect[0]["Id"], digest.as_str(), "{inspect:#}");
     assert_eq!(inspect[0]["Architecture"], "arm64", "{inspect:#}");
+}
+
+/// A build that fails before exporting anything never reaches Docker's load and ends with the
+/// build's own error, not a hang on a load waiting for its image.
+#[test]
+fn a_failing_build_with_load_reports_the_build_error() {
+    let t = RemoteLoad::new(Engine::Modern, "kiln-load-fails");
+    let (user, builder, image) = (&t.user, &t.builder, &t.image);
+    let ctx = tempfile::tempdir().unwrap();
+    write_tree(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nRUN echo {image} && exit 3\n"),
+        )],
+    );
+    let started = std::time::Instant::now();
+    let err = fails(user.kiln(&[
+        "build",
+        "--builder",
+        builder,
+        "--progress",
+        "plain",
+        "-t",
+        image,
+        "--load",
+        ctx.path().to_str().unwrap(),
+    ]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert!(!run(user.docker(&["image", "inspect", image]))
+        .status
+        .success());
 }

@@ -274,9 +274,11 @@ pub(crate) async fn run(
         for (k, store) in stores.iter().enumerate() {
             let exported: Vec<load::LayoutPart> = job_parts
                 .iter()
-                .map(|(p, _)| load::LayoutPart {
-                    node: node_name(p).to_string(),
-                    file: p.loads[k].file.clone(),
+                .filter_map(|(p, _)| {
+                    Some(load::LayoutPart {
+                        node: node_name(p).to_string(),
+                        file: p.loads[k].file()?.to_path_buf(),
+                    })
                 })
                 .collect();
             let first = job_parts[0].0;
@@ -490,7 +492,11 @@ async fn load_merged(
         .filter(|a| a.targets_index())
         .cloned()
         .collect();
-    let (parts, file) = (exported.to_vec(), target.file.clone());
+    let file = target
+        .file()
+        .context("a merged load goes through a file")?
+        .to_path_buf();
+    let parts = exported.to_vec();
     let merged =
         tokio::task::spawn_blocking(move || load::merge_layouts(&parts, &file, &annotations))
             .await

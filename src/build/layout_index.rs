@@ -235,7 +235,7 @@ mod tests {
     fn names_carry_the_image_name_and_its_tag_and_replace_their_old_entry() {
         let dir = tempfile::tempdir().unwrap();
         let app1 = IndexName::Name("docker.io/library/app:1".into());
-        put(dir.path(), &desc("aaaa"), &[app1.clone()]).unwrap();
+        put(dir.path(), &desc("aaaa"), std::slice::from_ref(&app1)).unwrap();
         put(dir.path(), &desc("bbbb"), &[IndexName::Tag("1".into())]).unwrap();
         put(dir.path(), &desc("cccc"), &[app1]).unwrap();
         assert_eq!(

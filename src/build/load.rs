@@ -20,6 +20,7 @@ use futures::StreamExt;
 use kiln_drivers::ImageStore;
 
 use crate::build::attest::Annotation;
+use crate::buildkit::session::{ExportReceiver, ExportStream, ExportTarget};
 use crate::containerd::layout::{LayoutTar, LayoutWriter};
 use crate::imagetools;
 use crate::progress;
@@ -83,18 +84,35 @@ pub(crate) enum LoadDest {
     NodeDefault,
 }
 
-/// One result exported to a client-side file during the solve and imported after it.
+/// One result the node cannot store itself, exported through the session and imported by kiln.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadStep {
     pub dest: LoadDest,
-    /// The exporter's tarball; lives as long as the step.
-    pub file: PathBuf,
     /// `-t` names, for images whose tarball carries none.
     pub names: Vec<String>,
-    _dir: Arc<tempfile::TempDir>,
+    via: Via,
+}
+
+/// How the exported tarball reaches the image store.
+#[derive(Debug, Clone)]
+enum Via {
+    /// A temporary file, imported after the solve: containerd's importer and the merge of a
+    /// multi-node build read it in place.
+    File {
+        path: PathBuf,
+        _dir: Arc<tempfile::TempDir>,
+    },
+    /// Into Docker's `POST /images/load` while BuildKit exports (as buildx loads): no
+    /// temporary copy. The load starts with the first chunk; its outcome is awaited after the
+    /// solve.
+    Stream {
+        target: ExportStream,
+        loading: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<Result<()>>>>>,
+    },
 }
 
 impl LoadStep {
+    /// A load through a temporary file.
     pub fn new(dest: LoadDest, names: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("kiln-load-")
@@ -102,10 +120,54 @@ impl LoadStep {
             .context("creating a temporary directory for the image to load")?;
         Ok(LoadStep {
             dest,
-            file: dir.path().join("image.tar"),
             names: names.to_vec(),
-            _dir: Arc::new(dir),
+            via: Via::File {
+                path: dir.path().join("image.tar"),
+                _dir: Arc::new(dir),
+            },
         })
+    }
+
+    /// A load streamed into the user's Docker Engine as BuildKit exports. The loader waits
+    /// for the first chunk, so a build that never exports never calls Docker.
+    pub fn streamed_into_docker(names: &[String]) -> Self {
+        let (target, chunks) = ExportStream::new();
+        // Planning also runs outside a runtime (unit tests); nothing is exported there.
+        let loading = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(stream_into_docker(target.clone(), chunks)));
+        LoadStep {
+            dest: LoadDest::Store(ImageStore::Docker),
+            names: names.to_vec(),
+            via: Via::Stream {
+                target,
+                loading: Arc::new(std::sync::Mutex::new(loading)),
+            },
+        }
+    }
+
+    /// This step as a load through a temporary file (what merging needs), unchanged if it is.
+    pub fn through_a_file(self) -> Result<Self> {
+        match self.via {
+            Via::File { .. } => Ok(self),
+            Via::Stream { .. } => LoadStep::new(self.dest, &self.names),
+        }
+    }
+
+    /// Where the session puts what the exporter sends.
+    pub fn export_target(&self) -> ExportTarget {
+        match &self.via {
+            Via::File { path, .. } => ExportTarget::File(path.clone()),
+            Via::Stream { target, .. } => ExportTarget::Stream(target.clone()),
+        }
+    }
+
+    /// The temporary file the tarball lands in, for loads through one.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.via {
+            Via::File { path, .. } => Some(path),
+            Via::Stream { .. } => None,
+        }
     }
 
     /// The image store this step imports into; `driver` is the node's, for `NodeDefault`.
@@ -140,10 +202,19 @@ impl LoadStep {
             }
         };
         let step = progress::OwnStep::start(steps, &title).await;
-        let imported = match &store {
-            ImageStore::Docker => load_into_docker(&self.file).await,
-            ImageStore::Containerd { address, namespace } => {
-                import_into_containerd(address, namespace, &self.file, &self.names).await
+        let imported = match (&self.via, &store) {
+            (Via::Stream { loading, .. }, _) => {
+                let loading = loading.lock().expect("not poisoned").take();
+                match loading {
+                    Some(task) => task
+                        .await
+                        .unwrap_or_else(|e| Err(anyhow::anyhow!("loading into Docker: {e}"))),
+                    None => Err(anyhow::anyhow!("the image was already loaded")),
+                }
+            }
+            (Via::File { path, .. }, ImageStore::Docker) => load_file_into_docker(path).await,
+            (Via::File { path, .. }, ImageStore::Containerd { address, namespace }) => {
+                import_into_containerd(address, namespace, path, &self.names).await
             }
         };
         match imported {
@@ -327,13 +398,40 @@ fn has_containerd_store(driver_status: &[Vec<String>]) -> bool {
     })
 }
 
-/// `docker load` of the tarball into the Engine of the current Docker context.
-async fn load_into_docker(file: &Path) -> Result<()> {
-    let (docker, host) = user_docker()?;
+/// `docker load` of the tarball file into the Engine of the current Docker context.
+async fn load_file_into_docker(file: &Path) -> Result<()> {
     let tar = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
-    let body = tokio_util::io::ReaderStream::new(tar);
+    load_into_docker(tokio_util::io::ReaderStream::new(tar)).await
+}
+
+/// `docker load` of the tarball BuildKit is exporting, chunk by chunk. A failure is also told
+/// to the export, so the build's error says why the load stopped.
+async fn stream_into_docker(target: ExportStream, mut chunks: ExportReceiver) -> Result<()> {
+    let Some(first) = chunks.recv().await else {
+        bail!("BuildKit sent no image to load");
+    };
+    let first = first.map_err(|e| anyhow::anyhow!("receiving the image to load: {e}"))?;
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        tokio_stream::wrappers::ReceiverStream::new(chunks)
+            .map(|c| c.map_err(std::io::Error::other)),
+    );
+    let loaded = load_into_docker(body).await;
+    if let Err(e) = &loaded {
+        target.stop(&format!("{e:#}"));
+    }
+    loaded
+}
+
+/// `docker load` of a tarball stream into the Engine of the current Docker context.
+async fn load_into_docker<E>(
+    body: impl futures::Stream<Item = std::result::Result<bytes::Bytes, E>> + Send + 'static,
+) -> Result<()>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let (docker, host) = user_docker()?;
     let options = bollard::query_parameters::ImportImageOptionsBuilder::new()
         .quiet(true)
         .build();
@@ -355,7 +453,6 @@ async fn load_into_docker(file: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buildkit::session::ExportTarget;
 
     use crate::registry::{Digest, Index};
 
@@ -532,11 +629,16 @@ mod tests {
 
     #[test]
     fn plans_client_side_loads_where_the_node_cannot_store_images() {
-        // --load from a remote builder: a docker tarball for one platform, oci for two.
+        // --load from a remote builder: a docker tarball for one platform, oci for two, streamed
+        // into Docker as it arrives.
         let p = plan(Some(ImageStore::Docker), "linux/amd64", own_buildkit());
         assert_eq!(p.exporters[0].r#type, "docker");
         assert_eq!(p.loads[0].dest, LoadDest::Store(ImageStore::Docker));
-        assert_eq!(p.targets[&0], ExportTarget::File(p.loads[0].file.clone()));
+        assert!(matches!(p.targets[&0], ExportTarget::Stream(_)));
+        assert_eq!(p.targets[&0], p.loads[0].export_target());
+        assert!(p.loads[0].file().is_none());
+        let through_a_file = p.loads[0].clone().through_a_file().unwrap();
+        assert!(through_a_file.file().is_some());
         let p = plan(
             Some(ImageStore::Docker),
             "linux/amd64,linux/arm64",
@@ -609,6 +711,6 @@ mod tests {
         let step = LoadStep::new(LoadDest::Store(ImageStore::Docker), &[]).unwrap();
         assert_eq!(step.exporter_type(1), "docker");
         assert_eq!(step.exporter_type(2), "oci");
-        assert!(step.file.parent().unwrap().is_dir());
+        assert!(step.file().unwrap().parent().unwrap().is_dir());
     }
 }

@@ -102,10 +102,8 @@ struct ExportPlan {
 impl ExportPlan {
     /// The load whose file exporter `i` writes.
     fn load_at(&self, i: usize) -> Option<&load::LoadStep> {
-        match self.targets.get(&(i as u32)) {
-            Some(ExportTarget::File(f)) => self.loads.iter().find(|l| &l.file == f),
-            _ => None,
-        }
+        let target = self.targets.get(&(i as u32))?;
+        self.loads.iter().find(|l| l.export_target() == *target)
     }
 
     fn is_load(&self, i: usize) -> bool {
@@ -253,10 +251,14 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
             }
         }
         if let Some(dest) = load_dest {
-            let step = load::LoadStep::new(dest, &opts.tags)?;
+            let step = match dest {
+                load::LoadDest::Store(kiln_drivers::ImageStore::Docker) => {
+                    load::LoadStep::streamed_into_docker(&opts.tags)
+                }
+                dest => load::LoadStep::new(dest, &opts.tags)?,
+            };
             type_name = step.exporter_type(opts.platforms.len()).into();
-            plan.targets
-                .insert(i as u32, ExportTarget::File(step.file.clone()));
+            plan.targets.insert(i as u32, step.export_target());
             plan.loads.push(step);
         } else if let Some(target) = spec.client_target()? {
             let target = match target {
@@ -606,10 +608,20 @@ impl SolvePlan {
         let load_exporters: Vec<usize> = (0..self.exports.exporters.len())
             .filter(|i| self.exports.is_load(*i))
             .collect();
+        let mut loads = Vec::new();
         for i in load_exporters {
             self.exports.exporters[i].r#type = "oci".into();
+            // The parts are merged from files; a streamed load becomes one through a file.
+            let step = self
+                .exports
+                .load_at(i)
+                .cloned()
+                .expect("an exporter of a load")
+                .through_a_file()?;
+            self.exports.targets.insert(i as u32, step.export_target());
+            loads.push(step);
         }
-        let loads = std::mem::take(&mut self.exports.loads);
+        self.exports.loads.clear();
         self.attrs.insert("multi-platform".into(), "true".into());
         Ok(loads)
     }

@@ -25,6 +25,61 @@ use super::raw::RawCodec;
 use super::{metadata_values, SessionContent};
 use crate::buildkit::fsutil::receive_dir;
 
+/// A tarball handed on chunk by chunk as BuildKit sends it (a `--load` into Docker), to whoever
+/// holds the receiver [`ExportStream::new`] returned; nothing is written to disk.
+#[derive(Clone)]
+pub struct ExportStream {
+    sender: Arc<std::sync::Mutex<Option<ChunkSender>>>,
+    /// Why the receiver stopped reading, for the error BuildKit is told.
+    stopped: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// The receiving end: chunks, or the error BuildKit's stream broke with.
+pub type ExportReceiver = tokio::sync::mpsc::Receiver<Result<Bytes, String>>;
+type ChunkSender = tokio::sync::mpsc::Sender<Result<Bytes, String>>;
+
+impl ExportStream {
+    pub fn new() -> (ExportStream, ExportReceiver) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let stream = ExportStream {
+            sender: Arc::new(std::sync::Mutex::new(Some(tx))),
+            stopped: Arc::new(std::sync::Mutex::new(None)),
+        };
+        (stream, rx)
+    }
+
+    /// Says why the receiver gave up; BuildKit's export then fails with this reason.
+    pub fn stop(&self, reason: &str) {
+        *self.stopped.lock().expect("not poisoned") = Some(reason.to_string());
+    }
+
+    fn take_sender(&self) -> Option<ChunkSender> {
+        self.sender.lock().expect("not poisoned").take()
+    }
+
+    fn stopped_reason(&self) -> String {
+        self.stopped
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .unwrap_or_else(|| "the receiver stopped reading".into())
+    }
+}
+
+impl PartialEq for ExportStream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.sender, &other.sender)
+    }
+}
+
+impl Eq for ExportStream {}
+
+impl std::fmt::Debug for ExportStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExportStream")
+    }
+}
+
 /// Where one exporter's result lands on the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportTarget {
@@ -34,6 +89,8 @@ pub enum ExportTarget {
     File(PathBuf),
     /// A tarball on kiln's standard output (`dest=-`).
     Stdout,
+    /// A tarball handed on as it arrives.
+    Stream(ExportStream),
 }
 
 const METHOD: &str = "/moby.filesync.v1.FileSend/DiffCopy";
@@ -133,6 +190,16 @@ impl StreamingService<Bytes> for DiffCopy {
                         }
                     });
                 }
+                ExportTarget::Stream(stream) => {
+                    let sink = stream.take_sender().ok_or_else(|| {
+                        Status::already_exists(format!("exporter {id} was already received"))
+                    })?;
+                    tokio::spawn(async move {
+                        if let Err(e) = forward(&stream, sink, incoming).await {
+                            let _ = tx.send(Err(e)).await;
+                        }
+                    });
+                }
                 ExportTarget::Stdout => {
                     tokio::spawn(async move {
                         if let Err(e) = write_to(tokio::io::stdout(), incoming).await {
@@ -175,6 +242,32 @@ async fn write_file(path: &std::path::Path, incoming: Streaming<Bytes>) -> Resul
             Err(e)
         }
     }
+}
+
+/// Hands each chunk to the stream's receiver; a broken incoming stream is passed on as an
+/// error, a receiver that stopped fails the export with its reason.
+async fn forward(
+    stream: &ExportStream,
+    sink: ChunkSender,
+    mut incoming: Streaming<Bytes>,
+) -> Result<(), Status> {
+    while let Some(msg) = incoming.next().await {
+        let chunk = msg.and_then(|m| {
+            BytesMessage::decode(m)
+                .map_err(|e| Status::invalid_argument(format!("bad export chunk: {e}")))
+        });
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = sink.send(Err(e.message().to_string())).await;
+                return Err(e);
+            }
+        };
+        if sink.send(Ok(Bytes::from(chunk.data))).await.is_err() {
+            return Err(Status::aborted(stream.stopped_reason()));
+        }
+    }
+    Ok(())
 }
 
 async fn write_to<W: tokio::io::AsyncWrite + Unpin>(

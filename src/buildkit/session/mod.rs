@@ -27,7 +27,7 @@ use kiln_drivers::{BoxIo, Driver};
 use tokio::task::JoinHandle;
 
 pub use content::{LayoutStore, EXPORT_STORE};
-pub use filesend::ExportTarget;
+pub use filesend::{ExportReceiver, ExportStream, ExportTarget};
 pub use filesync::diffcopy_counts;
 pub use secrets::{SecretSource, Secrets, MAX_SECRET_SIZE};
 pub use ssh::{AgentSource, Keyring, SshAgents};
