@@ -482,3 +482,77 @@ fn a_failing_build_with_load_reports_the_build_error() {
         .status
         .success());
 }
+
+/// A Docker Engine on loopback that answers what kiln asks before a load (`/_ping`, `/info`:
+/// the containerd image store) and refuses the load itself, after reading a little of it.
+struct RefusingDocker {
+    host: String,
+}
+
+impl RefusingDocker {
+    const REASON: &'static str = "write /var/lib/docker/tmp: no space left on device";
+
+    fn start() -> RefusingDocker {
+        use std::io::{BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = format!("tcp://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut writer = conn.try_clone().unwrap();
+                    let mut reader = BufReader::new(conn);
+                    while let Ok(Some(head)) = RequestHead::read(&mut reader) {
+                        let (status, body) = if head.path.ends_with("/_ping") {
+                            ("200 OK", "OK".to_string())
+                        } else if head.path.contains("/info") {
+                            (
+                                "200 OK",
+                                r#"{"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}"#
+                                    .to_string(),
+                            )
+                        } else {
+                            let mut some = [0u8; 4096];
+                            let _ = reader.read(&mut some);
+                            (
+                                "500 Internal Server Error",
+                                format!(r#"{{"message":"{}"}}"#, Self::REASON),
+                            )
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\nApi-Version: 1.51\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(answer.as_bytes()).is_err() || status != "200 OK" {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RefusingDocker { host }
+    }
+}
+
+/// A load the Engine refuses fails the build with the Engine's reason, promptly.
+#[test]
+fn a_load_docker_refuses_fails_with_dockers_reason() {
+    let t = RemoteLoad::new(Engine::Modern, "kiln-load-refused");
+    let docker = RefusingDocker::start();
+    let ctx = context();
+    let started = std::time::Instant::now();
+    let mut cmd = t.user.kiln(&[
+        "build",
+        "--builder",
+        &t.builder,
+        "--progress",
+        "plain",
+        "-t",
+        &t.image,
+        "--load",
+        ctx.path().to_str().unwrap(),
+    ]);
+    let err = fails(cmd.env("DOCKER_HOST", &docker.host));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(err.contains(RefusingDocker::REASON), "{err}");
+}
