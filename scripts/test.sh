@@ -13,7 +13,7 @@ if [[ ! -c /dev/null ]]; then
     echo "test.sh: /dev/null was a plain file; replaced it with the null device" >&2
   else
     rm -f /dev/null.kiln
-    : >/dev/null
+    { : >/dev/null; } 2>/dev/null || true
     echo "test.sh: /dev/null is a plain file and can't be replaced; emptied it" >&2
   fi
 fi
@@ -40,7 +40,7 @@ for host in "$KILN_TEST_ENGINE28_HOST" "$KILN_TEST_ENGINE28B_HOST" "$KILN_TEST_E
 done
 
 # Where /dev/null stayed a plain file, empty it of what was written there before cargo probes rustc.
-empty_devnull() { [[ -c /dev/null ]] || : >/dev/null; }
+empty_devnull() { [[ -c /dev/null ]] || { : >/dev/null; } 2>/dev/null || true; }
 empty_devnull
 echo "--- building"
 cargo build --workspace --locked --all-targets

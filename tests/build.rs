@@ -325,14 +325,30 @@ fn metadata_and_iidfile_engine20() {
 fn quiet_prints_only_the_image_id() {
     let user = User::new(Engine::Modern);
     let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo q > /q\n")]);
-    let out = ok(user.kiln(&["build", "-q", ctx.path().to_str().unwrap()]));
-    let s = stdout(&out);
-    assert!(s.trim().starts_with("sha256:"), "{s}");
-    assert_eq!(s.lines().count(), 1);
-    assert!(
-        stderr(&out).trim().is_empty(),
-        "quiet build printed: {}",
-        stderr(&out)
+    // `--progress=quiet` is `-q`, as in buildx; `none` only hides the progress.
+    for (flag, prints_id) in [
+        ("-q", true),
+        ("--progress=quiet", true),
+        ("--progress=none", false),
+    ] {
+        let out = ok(user.kiln(&["build", flag, ctx.path().to_str().unwrap()]));
+        let s = stdout(&out);
+        if prints_id {
+            assert!(s.trim().starts_with("sha256:"), "{flag}: {s}");
+            assert_eq!(s.lines().count(), 1, "{flag}: {s}");
+        } else {
+            assert!(s.is_empty(), "{flag}: {s}");
+        }
+        assert!(
+            stderr(&out).trim().is_empty(),
+            "{flag}: quiet build printed: {}",
+            stderr(&out)
+        );
+    }
+    let err = fails(user.kiln(&["build", "-q", "--progress=plain", "."]));
+    assert_eq!(
+        err,
+        "ERROR: progress=plain and quiet cannot be used together\n"
     );
 }
 

@@ -4,7 +4,6 @@
 
 mod common;
 #[path = "common/forwarder.rs"]
-#[allow(dead_code)]
 mod forwarder;
 
 use std::process::Command;

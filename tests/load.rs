@@ -7,7 +7,6 @@
 
 mod common;
 #[path = "common/forwarder.rs"]
-#[allow(dead_code)]
 mod forwarder;
 
 use std::path::Path;
@@ -255,6 +254,11 @@ fn assert_in_docker(user: &User, name: &str, digest: &str) {
         serde_json::from_slice(&ok(user.docker(&["image", "inspect", name])).stdout).unwrap();
     // With the containerd image store an image's ID is its index digest.
     assert_eq!(inspect[0]["Id"], digest, "{inspect:#}");
+    assert_platforms_in_docker(user, name);
+}
+
+/// `name` in `user`'s Engine 28 holds both platforms.
+fn assert_platforms_in_docker(user: &User, name: &str) {
     for arch in ["amd64", "arm64"] {
         let out = ok(user.docker(&[
             "image",
@@ -555,4 +559,47 @@ fn a_load_docker_refuses_fails_with_dockers_reason() {
     let err = fails(cmd.env("DOCKER_HOST", &docker.host));
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert!(err.contains(RefusingDocker::REASON), "{err}");
+}
+
+/// `--push --load` on a split build: the nodes' pushes are merged into one manifest list under
+/// the tag, and the same platforms are loaded; the metadata names the pushed index.
+#[test]
+fn two_nodes_push_and_load_in_one_build() {
+    let user = User::new(Engine::Modern);
+    let builder = TwoNodeBuilder::create(&user);
+    let tag = format!(
+        "{}/{}:v1",
+        env("KILN_TEST_REGISTRY"),
+        unique("kiln/two-node-push-load")
+    );
+    let image = DockerImage {
+        user: &user,
+        name: tag.clone(),
+    };
+    let digest = build_two_platforms(
+        &user,
+        &["--builder", &builder.name, "--push", "--load"],
+        &image.name,
+    );
+    let pushed = ok(std::process::Command::new(env("KILN_TEST_SKOPEO")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{tag}"),
+    ]));
+    let index: Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["platform"]["os"] == "linux")
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{index:#}");
+    let pushed_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&pushed.stdout))
+    );
+    assert_eq!(digest, pushed_digest);
+    assert_platforms_in_docker(&user, &image.name);
 }

@@ -148,3 +148,37 @@ fn oci_layout_directory_matches_buildx() {
     assert_eq!(layout_blobs(&k), layout_blobs(&b));
     assert!(!k.join("index.json.lock").exists());
 }
+
+/// `type=docker,tar=false` without `-t`: a layout of Docker media types recorded under the tag
+/// `latest`, as BuildKit's client records an unnamed export.
+#[test]
+fn an_unnamed_docker_layout_is_recorded_as_latest() {
+    let user = User::new(Engine::Modern);
+    let ctx = parity_context();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("new/layout");
+    ok(user.kiln(&[
+        "build",
+        "--progress=quiet",
+        "-o",
+        &format!("type=docker,dest={},tar=false", dest.display()),
+        ctx.path().to_str().unwrap(),
+    ]));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index:#}");
+    assert_eq!(
+        entries[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "latest"
+    );
+    assert!(entries[0]["mediaType"]
+        .as_str()
+        .unwrap()
+        .starts_with("application/vnd.docker."));
+    let digest = entries[0]["digest"].as_str().unwrap();
+    assert!(dest
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+        .is_file());
+}

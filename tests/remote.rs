@@ -6,7 +6,6 @@
 
 mod common;
 #[path = "common/forwarder.rs"]
-#[allow(dead_code)]
 mod forwarder;
 
 use std::process::Command;

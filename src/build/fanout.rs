@@ -143,12 +143,13 @@ pub(crate) async fn run(
                 .map_err(in_job)?;
             let mut loads = Vec::new();
             if split {
-                if let Some(names) = push_by_digest(&mut plan.exports).map_err(in_job)? {
+                let (names, merged_loads) =
+                    prepare_for_merge(&mut plan, &conn.features, conn.driver_name())
+                        .map_err(in_job)?;
+                if let Some(names) = names {
                     push_names[j].get_or_insert(names);
                 }
-                loads = plan
-                    .take_loads_for_merge(&conn.features, conn.driver_name())
-                    .map_err(in_job)?;
+                loads = merged_loads;
             }
             parts.push(Part {
                 job: j,
@@ -237,7 +238,10 @@ pub(crate) async fn run(
                 .plan
                 .finish(&conns[p.conn], resp.unwrap_or_default(), &own_steps)
                 .await;
-            finished.push(r.with_context(|| p.node_context(node_name(p))));
+            finished.push(match p.split {
+                true => r.with_context(|| p.node_context(node_name(p))),
+                false => r,
+            });
         }
     }
     let mut merged: Vec<Option<Result<String>>> = Vec::new();
@@ -264,40 +268,19 @@ pub(crate) async fn run(
             .zip(&finished)
             .filter(|(p, _)| p.job == j)
             .collect();
-        let all_ok =
-            failure.is_none() && !job_parts.is_empty() && job_parts.iter().all(|(_, r)| r.is_ok());
-        if stores.is_empty() || !all_ok {
-            loaded.push(None);
-            continue;
-        }
-        let mut digest = None;
-        for (k, store) in stores.iter().enumerate() {
-            let exported: Vec<load::LayoutPart> = job_parts
+        let all_ok = failure.is_none()
+            && !job_parts.is_empty()
+            && job_parts.iter().all(|(_, r)| r.is_ok())
+            && !matches!(merged[j], Some(Err(_)));
+        loaded.push(if stores.is_empty() || !all_ok {
+            None
+        } else {
+            let nodes: Vec<(&Part, &str, &dyn kiln_drivers::Driver)> = job_parts
                 .iter()
-                .filter_map(|(p, _)| {
-                    Some(load::LayoutPart {
-                        node: node_name(p).to_string(),
-                        file: p.loads[k].file()?.to_path_buf(),
-                    })
-                })
+                .map(|(p, _)| (*p, node_name(p), conns[p.conn].node.driver.as_ref()))
                 .collect();
-            let first = job_parts[0].0;
-            let r = load_merged(
-                &exported,
-                store,
-                &first.loads[k].names,
-                &jobs[j].opts,
-                conns[first.conn].node.driver.as_ref(),
-                &own_steps,
-            )
-            .await;
-            let failed = r.is_err();
-            digest = Some(r);
-            if failed {
-                break;
-            }
-        }
-        loaded.push(digest);
+            Some(load_job(&nodes, stores, &jobs[j].opts, &own_steps).await)
+        });
     }
     drop(own_steps);
 
@@ -390,10 +373,30 @@ pub(super) fn warn_skipped(builder: &str, skipped: &[Skipped]) {
     }
 }
 
+/// Makes one node's share of a split build fit for merging, as buildx does for every multi-node
+/// build: the frontend makes an index even of one platform; exporters are fitted
+/// ([`exporters_for_merge`]); loads are taken out, to be merged from files after every solve;
+/// and with both, the pushing exporter goes last, since BuildKit reports one response for all
+/// exporters (the last one's keys win) and the push merge needs the pushed descriptor. Returns
+/// the names to tag once merged and the loads.
+fn prepare_for_merge(
+    plan: &mut SolvePlan,
+    features: &kiln_drivers::Features,
+    driver: &str,
+) -> Result<(Option<String>, Vec<load::LoadStep>)> {
+    let names = exporters_for_merge(&mut plan.exports)?;
+    let loads = plan.take_loads_for_merge(features, driver)?;
+    plan.attrs.insert("multi-platform".into(), "true".into());
+    if names.is_some() && !loads.is_empty() {
+        plan.exports.move_pushes_last();
+    }
+    Ok((names, loads))
+}
+
 /// Makes a multi-node solve's exporters fit for merging: results that would be written by
-/// every node to the same file are refused, loads are left to `load_merged`, and a pushing image exporter pushes by digest to
+/// every node to the same file are refused, loads are left alone, and a pushing image exporter pushes by digest to
 /// the tags' repositories instead of tagging. Returns the names to tag once merged.
-fn push_by_digest(exports: &mut ExportPlan) -> Result<Option<String>> {
+fn exporters_for_merge(exports: &mut ExportPlan) -> Result<Option<String>> {
     let mut names = None;
     let loads: Vec<bool> = (0..exports.exporters.len())
         .map(|i| exports.is_load(i))
@@ -470,6 +473,31 @@ fn describe_stores(stores: &[kiln_drivers::ImageStore]) -> String {
         })
         .collect();
     words.join(", ")
+}
+
+/// Once every part of a split job is built (and its push merged): merges and imports each of
+/// its loads in turn, stopping at the first failure. Returns the last merged index's digest.
+async fn load_job(
+    parts: &[(&Part, &str, &dyn kiln_drivers::Driver)],
+    stores: &[kiln_drivers::ImageStore],
+    opts: &BuildOptions,
+    steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
+) -> Result<String> {
+    let mut digest = String::new();
+    for (k, store) in stores.iter().enumerate() {
+        let exported: Vec<load::LayoutPart> = parts
+            .iter()
+            .filter_map(|(p, node, _)| {
+                Some(load::LayoutPart {
+                    node: node.to_string(),
+                    file: p.loads[k].file()?.to_path_buf(),
+                })
+            })
+            .collect();
+        let (first, _, driver) = parts[0];
+        digest = load_merged(&exported, store, &first.loads[k].names, opts, driver, steps).await?;
+    }
+    Ok(digest)
 }
 
 /// Merges what the nodes of one build exported for a load into one image and imports it into
@@ -648,7 +676,7 @@ mod tests {
                 ("push", "true"),
             ],
         )]);
-        let names = push_by_digest(&mut e).unwrap();
+        let names = exporters_for_merge(&mut e).unwrap();
         assert_eq!(
             names.as_deref(),
             Some("127.0.0.1:5000/a:1,127.0.0.1:5000/b:2,127.0.0.1:5000/a:3")
@@ -664,15 +692,15 @@ mod tests {
     fn file_exporters_and_docker_driver_pushes_are_refused_for_several_nodes() {
         let mut e = plan(vec![exporter("oci", &[])]);
         assert_eq!(
-            push_by_digest(&mut e).unwrap_err().to_string(),
+            exporters_for_merge(&mut e).unwrap_err().to_string(),
             "oci for multi-node builds currently not supported"
         );
         let mut e = plan(vec![exporter("moby", &[("push", "true"), ("name", "x")])]);
-        assert!(push_by_digest(&mut e)
+        assert!(exporters_for_merge(&mut e)
             .unwrap_err()
             .to_string()
             .contains("docker driver"));
         let mut e = plan(vec![exporter("image", &[("name", "x:1")])]);
-        assert_eq!(push_by_digest(&mut e).unwrap(), None);
+        assert_eq!(exporters_for_merge(&mut e).unwrap(), None);
     }
 }

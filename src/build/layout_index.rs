@@ -8,7 +8,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{Map, Value};
+
+use crate::registry::{Descriptor, Index};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const IMAGE_NAME: &str = "io.containerd.image.name";
@@ -49,8 +50,10 @@ fn reference_object(name: &str) -> String {
 /// Puts `desc` into `dir/index.json` under every one of `names` (and writes `oci-layout`),
 /// holding `index.json.lock` so concurrent buildx or kiln runs don't lose each other's entries;
 /// both files are replaced by renaming a complete temporary file over them. With no names the
-/// descriptor is added as it is.
-pub fn put(dir: &Path, desc: &Value, names: &[IndexName]) -> Result<()> {
+/// descriptor is added as it is. The index is read and written as Go's image-spec types are,
+/// so the file reads the same whichever of kiln and buildx wrote it last.
+pub fn put(dir: &Path, desc: &Descriptor, names: &[IndexName]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let lock_path = dir.join("index.json.lock");
     let lock = IndexLock::acquire(&lock_path)?;
     crate::store::write_atomic(
@@ -58,22 +61,29 @@ pub fn put(dir: &Path, desc: &Value, names: &[IndexName]) -> Result<()> {
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
     let index_path = dir.join("index.json");
-    let mut index = match std::fs::read(&index_path) {
-        Ok(data) if !data.is_empty() => serde_json::from_slice(&data)
-            .with_context(|| format!("could not unmarshal {}", index_path.display()))?,
-        Ok(_) => Value::Object(Map::new()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Map::new()),
+    let mut index: Index = match std::fs::read(&index_path) {
+        Ok(data) if !data.is_empty() => serde_json::from_slice::<Option<Index>>(&data)
+            .with_context(|| format!("could not unmarshal {}", index_path.display()))?
+            .unwrap_or_default(),
+        Ok(_) => Index::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Index::default(),
         Err(e) => {
             return Err(e).with_context(|| format!("could not read {}", index_path.display()))
         }
     };
+    if index.schema_version == 0 {
+        index.schema_version = 2;
+    }
+    if index.media_type.is_empty() {
+        index.media_type = INDEX_MEDIA_TYPE.into();
+    }
     if names.is_empty() {
-        insert(&mut index, desc, None)?;
+        index.manifests.push(desc.clone());
     }
     for name in names {
-        insert(&mut index, desc, Some(name))?;
+        insert(&mut index, desc, name);
     }
-    let data = serde_json::to_vec(&index).expect("JSON values serialize");
+    let data = serde_json::to_vec(&index).expect("an index serializes");
     crate::store::write_atomic(&index_path, &data)?;
     drop(lock);
     Ok(())
@@ -89,7 +99,7 @@ pub fn record_image(
     let Some(json) = super::exporter::reported_descriptor(exporter_response)? else {
         bail!("BuildKit reported no image descriptor for the export");
     };
-    let desc: Value =
+    let desc: Descriptor =
         serde_json::from_slice(&json).context("reading the exported image's descriptor")?;
     let names: Vec<IndexName> = match exporter_response.get("image.name") {
         Some(n) if !n.is_empty() => n.split(',').map(|n| IndexName::Name(n.into())).collect(),
@@ -98,71 +108,21 @@ pub fn record_image(
     put(dir, &desc, &names)
 }
 
-/// Adds `desc` to the index under `name`, dropping the entry the same name had before, and
-/// fills the index's schema version and media type when missing.
-fn insert(index: &mut Value, desc: &Value, name: Option<&IndexName>) -> Result<()> {
-    let Value::Object(obj) = index else {
-        bail!("index.json is not a JSON object");
-    };
-    if obj
-        .get("schemaVersion")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        == 0
-    {
-        obj.insert("schemaVersion".into(), 2.into());
-    }
-    if obj
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
-    {
-        obj.insert("mediaType".into(), INDEX_MEDIA_TYPE.into());
-    }
+/// Adds `desc` to the index under `name`, dropping the entry the same name had before.
+fn insert(index: &mut Index, desc: &Descriptor, name: &IndexName) {
+    let (image_name, ref_name) = name.annotations();
     let mut desc = desc.clone();
-    let Value::Object(d) = &mut desc else {
-        bail!("the descriptor to record is not a JSON object");
-    };
-    let mut manifests: Vec<Value> = match obj.remove("manifests") {
-        Some(Value::Array(m)) => m,
-        _ => Vec::new(),
-    };
-    if let Some(name) = name {
-        let (image_name, ref_name) = name.annotations();
-        let annotations = d
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !annotations.is_object() {
-            *annotations = Value::Object(Map::new());
-        }
-        if !image_name.is_empty() {
-            annotations[IMAGE_NAME] = image_name.into();
-        }
-        annotations[REF_NAME] = ref_name.clone().into();
-        let annotation = |m: &Value, key: &str| {
-            m.get("annotations")
-                .and_then(|a| a.get(key))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        manifests.retain(|m| {
-            annotation(m, REF_NAME) != ref_name || annotation(m, IMAGE_NAME) != image_name
-        });
+    if !image_name.is_empty() {
+        desc.annotations
+            .insert(IMAGE_NAME.into(), image_name.to_string());
     }
-    manifests.push(desc);
-    // Go writes a map's keys sorted: so does this, and index.json reads the same whichever
-    // client wrote it last.
-    for m in &mut manifests {
-        if let Some(Value::Object(a)) = m.get_mut("annotations") {
-            let mut sorted: Vec<(String, Value)> = std::mem::take(a).into_iter().collect();
-            sorted.sort_by(|x, y| x.0.cmp(&y.0));
-            a.extend(sorted);
-        }
-    }
-    obj.insert("manifests".into(), Value::Array(manifests));
-    Ok(())
+    desc.annotations.insert(REF_NAME.into(), ref_name.clone());
+    let annotation =
+        |m: &Descriptor, key: &str| m.annotations.get(key).cloned().unwrap_or_default();
+    index
+        .manifests
+        .retain(|m| annotation(m, REF_NAME) != ref_name || annotation(m, IMAGE_NAME) != image_name);
+    index.manifests.push(desc);
 }
 
 /// `index.json.lock`, held exclusively; removed again on release, as BuildKit's client does.
@@ -206,27 +166,21 @@ impl Drop for IndexLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Digest;
 
-    const DESC: &str = r#"{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:aaaa","size":42}"#;
-
-    fn desc(digest: &str) -> Value {
-        serde_json::from_str(&DESC.replace("aaaa", digest)).unwrap()
+    fn desc(n: u8) -> Descriptor {
+        Descriptor::new(INDEX_MEDIA_TYPE, Digest::sha256_of(&[n]), 42)
     }
 
-    fn entries(dir: &Path) -> Vec<(String, String, String)> {
-        let index: Value =
+    fn entries(dir: &Path) -> Vec<(Digest, String, String)> {
+        let index: Index =
             serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-        index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
+        index
+            .manifests
+            .into_iter()
             .map(|m| {
-                let a = |k: &str| m["annotations"][k].as_str().unwrap_or("").to_string();
-                (
-                    m["digest"].as_str().unwrap().to_string(),
-                    a(IMAGE_NAME),
-                    a(REF_NAME),
-                )
+                let a = |k: &str| m.annotations.get(k).cloned().unwrap_or_default();
+                (m.digest.clone(), a(IMAGE_NAME), a(REF_NAME))
             })
             .collect()
     }
@@ -235,23 +189,58 @@ mod tests {
     fn names_carry_the_image_name_and_its_tag_and_replace_their_old_entry() {
         let dir = tempfile::tempdir().unwrap();
         let app1 = IndexName::Name("docker.io/library/app:1".into());
-        put(dir.path(), &desc("aaaa"), std::slice::from_ref(&app1)).unwrap();
-        put(dir.path(), &desc("bbbb"), &[IndexName::Tag("1".into())]).unwrap();
-        put(dir.path(), &desc("cccc"), &[app1]).unwrap();
+        put(dir.path(), &desc(1), std::slice::from_ref(&app1)).unwrap();
+        put(dir.path(), &desc(2), &[IndexName::Tag("1".into())]).unwrap();
+        put(dir.path(), &desc(3), &[app1]).unwrap();
         assert_eq!(
             entries(dir.path()),
             [
-                ("sha256:bbbb".into(), "".into(), "1".into()),
-                (
-                    "sha256:cccc".into(),
-                    "docker.io/library/app:1".into(),
-                    "1".into()
-                ),
+                (desc(2).digest, "".into(), "1".into()),
+                (desc(3).digest, "docker.io/library/app:1".into(), "1".into()),
             ]
         );
         assert!(!dir.path().join("index.json.lock").exists());
-        put(dir.path(), &desc("dddd"), &[]).unwrap();
+        put(dir.path(), &desc(4), &[]).unwrap();
         assert_eq!(entries(dir.path()).len(), 3);
+    }
+
+    #[test]
+    fn an_existing_index_is_read_as_go_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index.json");
+        // `null` is an empty index; fields come out in the image-spec's order.
+        std::fs::write(&index, "null").unwrap();
+        put(dir.path(), &desc(1), &[IndexName::Tag("t".into())]).unwrap();
+        std::fs::write(
+            &index,
+            r#"{"annotations":{"k":"v"},"manifests":[],"schemaVersion":2}"#,
+        )
+        .unwrap();
+        put(dir.path(), &desc(1), &[IndexName::Tag("t".into())]).unwrap();
+        let text = std::fs::read_to_string(&index).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(r#"}],"annotations":{"k":"v"}}"#), "{text}");
+        // A malformed index is an error, and is left as it was.
+        std::fs::write(&index, r#"{"manifests":{}}"#).unwrap();
+        let err = put(dir.path(), &desc(2), &[]).unwrap_err();
+        assert!(err.to_string().starts_with("could not unmarshal"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&index).unwrap(),
+            r#"{"manifests":{}}"#
+        );
+    }
+
+    #[test]
+    fn the_directory_is_made_when_the_first_index_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("new/layout");
+        put(&layout, &desc(1), &[]).unwrap();
+        assert!(layout.join("oci-layout").is_file());
     }
 
     #[test]
@@ -267,7 +256,7 @@ mod tests {
     fn an_index_held_by_another_writer_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let _held = IndexLock::acquire(&dir.path().join("index.json.lock")).unwrap();
-        let err = put(dir.path(), &desc("aaaa"), &[]).unwrap_err();
+        let err = put(dir.path(), &desc(1), &[]).unwrap_err();
         assert!(err.to_string().contains("another build"), "{err}");
     }
 }

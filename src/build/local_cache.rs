@@ -107,7 +107,7 @@ pub fn update_indexes(
     else {
         return Ok(());
     };
-    let desc: Value = serde_json::from_str(desc)
+    let desc: crate::registry::Descriptor = serde_json::from_str(desc)
         .with_context(|| format!("BuildKit reported an invalid cache manifest: {desc}"))?;
     for entry in &cache.exports {
         let Some(dir) = local_dir(entry, "dest").map(Path::new) else {
@@ -179,7 +179,7 @@ mod tests {
         CacheSpec::parse_flag(flag).unwrap().remove(0)
     }
 
-    const DESC: &str = r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaa","size":42}"#;
+    const DESC: &str = r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":42}"#;
 
     /// The solve's cache options for these flags, as `plan_cache` builds them.
     fn options(exports: &[&str], imports: &[&str]) -> CacheOptions {
@@ -195,6 +195,11 @@ mod tests {
             imports: imports.iter().map(entry).collect(),
             ..Default::default()
         }
+    }
+
+    /// A sha256 digest of 64 copies of `hex`.
+    fn sha(hex: &str) -> String {
+        format!("sha256:{}", hex.repeat(64))
     }
 
     fn response(desc: &str) -> BTreeMap<String, String> {
@@ -215,7 +220,7 @@ mod tests {
         );
         assert_eq!(
             std::fs::read_to_string(dir.path().join("index.json")).unwrap(),
-            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaa","size":42,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}"#
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":42,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}"#
         );
         assert!(!dir.path().join("index.json.lock").exists());
 
@@ -225,11 +230,11 @@ mod tests {
         update_indexes(&exports, &response(&DESC.replace("aaaa", "bbbb"))).unwrap();
         let index = read_index(dir.path()).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
-        assert_eq!(digest_for_tag(&index, "latest").unwrap(), "sha256:bbbb");
-        assert_eq!(digest_for_tag(&index, "v2").unwrap(), "sha256:cccc");
+        assert_eq!(digest_for_tag(&index, "latest").unwrap(), sha("b"));
+        assert_eq!(digest_for_tag(&index, "v2").unwrap(), sha("c"));
 
         let resolved = resolve_imports(&[spec(&format!("type=local,src={d},tag=v2"))]).unwrap();
-        assert_eq!(resolved[0].attrs["digest"], "sha256:cccc");
+        assert_eq!(resolved[0].attrs["digest"], sha("c"));
     }
 
     #[test]

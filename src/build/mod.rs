@@ -109,6 +109,25 @@ impl ExportPlan {
     fn is_load(&self, i: usize) -> bool {
         self.load_at(i).is_some()
     }
+
+    /// Moves the exporters that push after the others, their client-side targets with them.
+    fn move_pushes_last(&mut self) {
+        let pushes =
+            |e: &control::Exporter| e.attrs.get("push").is_some_and(|v| exporter::parse_bool(v));
+        let n = self.exporters.len();
+        let order: Vec<usize> = (0..n)
+            .filter(|i| !pushes(&self.exporters[*i]))
+            .chain((0..n).filter(|i| pushes(&self.exporters[*i])))
+            .collect();
+        let exporters = std::mem::take(&mut self.exporters);
+        let targets = std::mem::take(&mut self.targets);
+        for (new, old) in order.into_iter().enumerate() {
+            self.exporters.push(exporters[old].clone());
+            if let Some(t) = targets.get(&(old as u32)) {
+                self.targets.insert(new as u32, t.clone());
+            }
+        }
+    }
 }
 
 /// Features names as buildx words them in its "not supported" errors.
@@ -270,8 +289,8 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
                     if plan.layout.is_some() {
                         bail!("oci store key \"export\" already exists");
                     }
-                    std::fs::create_dir_all(&d)
-                        .with_context(|| format!("creating {}", d.display()))?;
+                    // Created by the first blob BuildKit writes (or when the index is
+                    // recorded), so a build refused before it starts leaves nothing behind.
                     plan.layout = Some(d);
                     plan.exporters.push(control::Exporter {
                         r#type: type_name,
@@ -588,8 +607,8 @@ impl SolvePlan {
 
     /// For a build whose platforms are split across nodes: takes the client-side loads out of
     /// [`finish`](Self::finish) so the caller merges every node's part into one image and
-    /// imports that once. Their exporters write OCI layouts holding an index, one platform or
-    /// many, so the parts merge.
+    /// imports that once. Their exporters write OCI layouts (the caller has the frontend make an
+    /// index, one platform or many), so the parts merge.
     pub(crate) fn take_loads_for_merge(
         &mut self,
         features: &Features,
@@ -599,11 +618,7 @@ impl SolvePlan {
             return Ok(Vec::new());
         }
         if !features.oci_exporter {
-            return Err(not_supported(
-                "Loading a build that spans several nodes (it needs the OCI exporter)",
-                driver,
-                "https://docs.docker.com/go/build-exporters/",
-            ));
+            bail!("loading a build that spans several nodes needs OCI layouts from every node, and the BuildKit of this {driver} node has no OCI exporter");
         }
         let load_exporters: Vec<usize> = (0..self.exports.exporters.len())
             .filter(|i| self.exports.is_load(*i))
@@ -622,7 +637,6 @@ impl SolvePlan {
             loads.push(step);
         }
         self.exports.loads.clear();
-        self.attrs.insert("multi-platform".into(), "true".into());
         Ok(loads)
     }
 

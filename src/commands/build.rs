@@ -161,6 +161,12 @@ impl Args {
     /// Parses every flag into typed options; each error names the flag it came from.
     fn into_options(self) -> Result<(BuildOptions, ProgressMode)> {
         let progress: ProgressMode = if self.quiet {
+            if !matches!(self.progress.as_str(), "auto" | "quiet") {
+                anyhow::bail!(
+                    "progress={} and quiet cannot be used together",
+                    self.progress
+                );
+            }
             ProgressMode::Quiet
         } else {
             self.progress.parse().context("--progress")?
@@ -216,7 +222,8 @@ impl Args {
 }
 
 pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
-    let quiet = args.quiet;
+    // As in buildx, `--progress=quiet` is `-q` (the image ID is printed); `none` only hides.
+    let quiet = args.quiet || args.progress == "quiet";
     let dockerfile_name =
         crate::build::call::dockerfile_mapping_src(&args.context, args.file.as_deref());
     let (opts, progress) = args.into_options()?;

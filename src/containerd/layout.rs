@@ -305,16 +305,13 @@ impl LayoutWriter {
         Ok(())
     }
 
-    /// Writes `index.json` and the end-of-archive blocks, and flushes to disk.
+    /// Writes `index.json` and the end-of-archive blocks. The tarball is a temporary file that
+    /// is read right after: no `fsync`.
     pub fn finish(mut self, index_json: &[u8]) -> Result<()> {
         self.entry("index.json", index_json)?;
         self.write(&[0u8; 1024])?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        file.sync_all()
+        self.out
+            .flush()
             .with_context(|| format!("writing {}", self.path.display()))
     }
 }

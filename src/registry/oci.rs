@@ -180,7 +180,7 @@ impl Platform {
 }
 
 /// An image index or Docker manifest list (image-spec `Index`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Index {
     #[serde(rename = "schemaVersion", default)]
     pub schema_version: i64,

@@ -5,6 +5,9 @@
 //! Works in front of any engine of the test environment (`KILN_TEST_ENGINE28_HOST`,
 //! `KILN_TEST_ENGINE28B_HOST`, `KILN_TEST_ENGINE20_HOST`).
 
+// Each test crate that includes this uses part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
