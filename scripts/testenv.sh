@@ -624,6 +624,19 @@ EOF
     printf 'auth:\n  htpasswd:\n    realm: kiln-test\n    path: %s\n' "$3"
   fi
 }
+# The registries keep what every earlier run pushed (tests push to fresh repositories and never
+# delete). Past REGISTRY_KEEP_MB of it, a registry starts over empty; the busybox seed is pushed
+# again by load_images.
+REGISTRY_KEEP_MB=${KILN_TEST_REGISTRY_KEEP_MB:-1024}
+trim_registry() { # name
+  local data=$DIR/$1/data mb
+  mb=$(du -sm "$data" 2>/dev/null | cut -f1)
+  if ((${mb:-0} > REGISTRY_KEEP_MB)); then
+    log "$1 holds ${mb} MB pushed by earlier runs: emptying it"
+    stop_daemon "$1" /usr/bin/docker-registry
+    rm -rf "$data/docker"
+  fi
+}
 start_registry5000() { start_daemon registry5000 "$DIR/logs/registry5000.log" "$SYS_PATH" /usr/bin/docker-registry serve "$DIR/registry5000/config.yml"; }
 start_registry5001() { start_daemon registry5001 "$DIR/logs/registry5001.log" "$SYS_PATH" /usr/bin/docker-registry serve "$DIR/registry5001/config.yml"; }
 
@@ -788,6 +801,8 @@ cmd_up() {
   write_config "$E28B/daemon.json" "$(engine28b_config)" && ch=1
   ensure_daemon engine28b "$FORKY/usr/sbin/dockerd" $ch start_engine28b ping_engine28b
 
+  trim_registry registry5000
+  trim_registry registry5001
   mkdir -p "$DIR/registry5000/data" "$DIR/registry5001/data"
   ch=0; write_config "$DIR/registry5000/config.yml" "$(registry_config $REG_PORT "$DIR/registry5000/data")" && ch=1
   ensure_daemon registry5000 /usr/bin/docker-registry $ch start_registry5000 ping_registry "http://127.0.0.1:$REG_PORT/v2/"
