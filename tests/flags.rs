@@ -54,6 +54,22 @@ fn shm_size_and_ulimit_reach_run_steps() {
 }
 
 #[test]
+fn cgroup_parent_places_run_steps_under_it() {
+    let out = run_and_read(
+        &dockerfile_running("cat /proc/self/cgroup > /out"),
+        &["--cgroup-parent", "kiln-test-cgroup-parent"],
+    );
+    // Every hierarchy puts the step under the parent (Engine 28 uses cgroupfs here).
+    for line in out.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        assert!(
+            path.starts_with("/kiln-test-cgroup-parent/"),
+            "{line} in:\n{out}"
+        );
+    }
+}
+
+#[test]
 fn network_none_has_only_loopback() {
     let out = run_and_read(
         &dockerfile_running("ls /sys/class/net > /out"),

@@ -63,6 +63,7 @@ pub struct RawOptions {
     pub network: String,
     pub add_hosts: Vec<String>,
     pub shm_size: Option<String>,
+    pub cgroup_parent: Option<String>,
     pub ulimits: Vec<String>,
     /// `--load`'s value: `true` for plain `--load`.
     pub load: Option<String>,
@@ -102,6 +103,7 @@ impl RawOptions {
             network: "default".into(),
             add_hosts: Vec::new(),
             shm_size: None,
+            cgroup_parent: None,
             ulimits: Vec::new(),
             load: None,
             push: false,
@@ -183,6 +185,7 @@ impl RawOptions {
                 .map(options::parse_mem_bytes)
                 .transpose()
                 .with_context(|| o.label("shm-size", "shm-size"))?,
+            cgroup_parent: self.cgroup_parent.clone().filter(|c| !c.is_empty()),
             ulimits: self.ulimits.clone(),
             outputs,
             load: self

@@ -450,6 +450,9 @@ fn frontend_attrs(opts: &BuildOptions, features: &Features) -> Result<BTreeMap<S
     if let Some(s) = opts.shm_size.filter(|s| *s > 0) {
         a.insert("shm-size".into(), s.to_string());
     }
+    if let Some(c) = &opts.cgroup_parent {
+        a.insert("cgroup-parent".into(), c.clone());
+    }
     if !opts.ulimits.is_empty() {
         a.insert("ulimit".into(), opts.ulimits.join(","));
     }

@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub network: NetworkMode,
     pub extra_hosts: Vec<String>,
     pub shm_size: Option<u64>,
+    /// `--cgroup-parent`: the cgroup `RUN` containers are made under.
+    pub cgroup_parent: Option<String>,
     pub ulimits: Vec<String>,
     pub outputs: Vec<ExportSpec>,
     /// `--load[=containerd://SOCKET?namespace=NS]`: the image store to load the result into.

@@ -68,6 +68,10 @@ pub struct Args {
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
 
+    /// Set the parent cgroup for the "RUN" instructions during build
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
+
     /// Ulimit options
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
@@ -198,6 +202,7 @@ impl Args {
             network: self.network,
             add_hosts: self.add_hosts,
             shm_size: self.shm_size,
+            cgroup_parent: self.cgroup_parent,
             ulimits: self.ulimits,
             // A repeated flag: the last one wins, as for buildx's boolean.
             load: self.load.last().cloned(),
