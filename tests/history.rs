@@ -222,3 +222,127 @@ fn history_is_a_clear_error_on_engine20() {
     let err = fails(user.kiln(&["history", "inspect"]));
     assert!(err.contains("has no build history"), "{err}");
 }
+
+/// A git checkout with a remote whose URL carries credentials, one commit, the Dockerfile in
+/// `app/`.
+fn git_checkout() -> tempfile::TempDir {
+    let repo = tempfile::Builder::new()
+        .prefix("kiln-git-")
+        .tempdir()
+        .unwrap();
+    write_tree(
+        repo.path(),
+        &[(
+            "app/Dockerfile",
+            &format!("FROM busybox\nRUN echo {}\n", unique("git-info")),
+        )],
+    );
+    let git = |args: &[&str]| {
+        ok(std::process::Command::new("git")
+            .args(["-c", "user.name=kiln", "-c", "user.email=kiln@test"])
+            .args(args)
+            .current_dir(repo.path()));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "init"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://kiln:s3cret-token@git.example/org/app.git",
+    ]);
+    repo
+}
+
+/// The ref of the newest record `tool` (kiln or buildx) made, via its metadata file.
+fn build_in(cmd: std::process::Command, dir: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let meta = dir.join(format!("meta-{}.json", unique("m")));
+    let mut cmd = cmd;
+    cmd.args([
+        "--progress=quiet",
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        "app",
+    ])
+    .current_dir(dir)
+    .envs(env.iter().copied());
+    ok(cmd);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    m["buildx.build.ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A build from a git checkout records its repository (credentials stripped) and commit as
+/// buildx records them, `history ls --local` finds it from inside the checkout, and
+/// `BUILDX_GIT_INFO=false` leaves them out.
+#[test]
+fn git_information_reaches_the_record_as_with_buildx() {
+    let user = User::new(Engine::Modern);
+    let repo = git_checkout();
+    let kiln_ref = build_in(user.kiln(&["build"]), repo.path(), &[]);
+    let buildx_ref = build_in(user.buildx(&["build"]), repo.path(), &[]);
+    let inspect = |r: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &ok(user.kiln(&["history", "inspect", "--format", "json", r])).stdout,
+        )
+        .unwrap()
+    };
+    let (k, b) = (inspect(&kiln_ref), inspect(&buildx_ref));
+    for field in ["Name", "Dockerfile", "VCSRepository", "VCSRevision"] {
+        assert_eq!(k[field], b[field], "{field}: {k:#} vs {b:#}");
+    }
+    assert_eq!(k["VCSRepository"], "https://git.example/org/app.git");
+    assert_eq!(k["VCSRevision"].as_str().unwrap().len(), 40, "{k:#}");
+    assert!(!k.to_string().contains("s3cret-token"), "{k:#}");
+
+    let elsewhere = build_named(&user, "not-in-git");
+    let mut ls = user.kiln(&["history", "ls", "--local", "--format", "json"]);
+    let listed = stdout(&ok(ls.current_dir(repo.path())));
+    assert!(listed.contains(&kiln_ref), "{listed}");
+    assert!(listed.contains(&buildx_ref), "{listed}");
+    assert!(!listed.contains(&elsewhere), "{listed}");
+
+    // BUILDX_GIT_LABELS=1 labels the image with the same values buildx uses.
+    let labels = |cmd: std::process::Command, tag: &str| -> serde_json::Value {
+        let mut cmd = cmd;
+        cmd.args(["-t", tag]);
+        build_in(cmd, repo.path(), &[("BUILDX_GIT_LABELS", "1")]);
+        let out = ok(user.docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            tag,
+        ]));
+        let _ = run(user.docker(&["image", "rm", "-f", tag]));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let (kt, bt) = (unique("kiln-git-labels"), unique("buildx-git-labels"));
+    let (kl, bl) = (
+        labels(user.kiln(&["build"]), &kt),
+        labels(user.buildx(&["build"]), &bt),
+    );
+    assert_eq!(kl, bl);
+    assert_eq!(
+        kl["com.docker.image.source.entrypoint"], "app/Dockerfile",
+        "{kl:#}"
+    );
+    assert_eq!(
+        kl["org.opencontainers.image.source"],
+        "https://git.example/org/app.git"
+    );
+
+    let off = build_in(
+        user.kiln(&["build"]),
+        repo.path(),
+        &[("BUILDX_GIT_INFO", "false")],
+    );
+    assert!(inspect(&off).get("VCSRepository").is_none());
+}

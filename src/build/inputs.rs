@@ -147,6 +147,14 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
         p.dirs.insert("dockerfile".into(), dir);
     }
     p.frontend_attrs.insert("filename".into(), dockerfile_name);
+    if let ContextSource::Local(dir) = &context {
+        let dockerfile = match &dockerfile {
+            DockerfileSource::Path(f) => Some(f.as_path()),
+            _ => None,
+        };
+        p.frontend_attrs
+            .extend(super::git_info::frontend_attrs(dir, dockerfile, &p.dirs)?);
+    }
     Ok(p)
 }
 

@@ -12,6 +12,7 @@ pub mod entitlements;
 pub mod exporter;
 pub(crate) mod fanout;
 pub mod flags;
+pub mod git_info;
 mod inputs;
 mod layout_index;
 pub mod load;

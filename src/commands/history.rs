@@ -46,6 +46,9 @@ struct LsArgs {
     /// Provide filter values (e.g., "status=error")
     #[arg(long = "filter", value_name = "FILTER")]
     filters: Vec<String>,
+    /// List records for current repository only
+    #[arg(long)]
+    local: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,11 +145,17 @@ async fn ls(args: LsArgs, ctx: &Ctx) -> Result<()> {
         "json" => true,
         other => bail!("unsupported format {other:?} (supported: table, json)"),
     };
+    let mut filters = Vec::new();
+    if args.local {
+        let repo = crate::build::git_info::local_repository(&std::env::current_dir()?)?;
+        filters.push(format!("repository={repo}"));
+    }
+    filters.extend(args.filters);
     let nodes = load_nodes(ctx).await?;
     let mut recs = history::query_records(
         &nodes,
         &Query {
-            filters: args.filters,
+            filters,
             ..Default::default()
         },
     )
