@@ -14,9 +14,16 @@ pub struct Args {
     /// Dial the node that serves this platform (default: the builder's first node)
     #[arg(long, value_name = "PLATFORM")]
     platform: Option<String>,
+    /// Set type of progress output ("auto", "plain", "tty", "quiet", "rawjson"); kiln's
+    /// drivers start nothing before dialing, so there is nothing to show
+    #[arg(long, default_value = "quiet")]
+    progress: String,
 }
 
 pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
+    args.progress
+        .parse::<crate::progress::ProgressMode>()
+        .context("--progress")?;
     let b = builder::resolve_named(ctx.builder.as_deref())?;
     let node = match &args.platform {
         Some(p) => {
