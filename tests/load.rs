@@ -603,3 +603,54 @@ fn two_nodes_push_and_load_in_one_build() {
     assert_eq!(digest, pushed_digest);
     assert_platforms_in_docker(&user, &image.name);
 }
+
+/// `-o type=docker,context=NAME` loads into that Docker context's Engine (the second Engine
+/// 28), not the current one, as buildx does.
+#[test]
+fn a_docker_export_loads_into_the_named_context() {
+    let t = RemoteLoad::new(Engine::Modern, "kiln-context-load");
+    let other = env("KILN_TEST_ENGINE28B_HOST");
+    ok(t.user.docker(&[
+        "context",
+        "create",
+        "second",
+        "--docker",
+        &format!("host={other}"),
+    ]));
+    let ctx = context();
+    for tool in ["kiln", "buildx"] {
+        let image = format!("{}-{tool}", t.image);
+        let args = [
+            "build",
+            "--builder",
+            &t.builder,
+            "--progress",
+            "quiet",
+            "-t",
+            &image,
+            "-o",
+            "type=docker,context=second",
+            ctx.path().to_str().unwrap(),
+        ];
+        if tool == "kiln" {
+            ok(t.user.kiln(&args));
+        } else {
+            ok(t.user.buildx(&[
+                "create",
+                "--name",
+                &t.builder,
+                "--driver",
+                "remote",
+                &t.fwd.endpoint,
+            ]));
+            ok(t.user.buildx(&args));
+        }
+        let mut on_other = t.user.docker(&["image", "inspect", &image]);
+        ok(on_other.env("DOCKER_HOST", &other));
+        assert!(!run(t.user.docker(&["image", "inspect", &image]))
+            .status
+            .success());
+        let mut rm = t.user.docker(&["image", "rm", "-f", &image]);
+        let _ = run(rm.env("DOCKER_HOST", &other));
+    }
+}

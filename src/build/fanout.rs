@@ -495,7 +495,7 @@ async fn load_job(
             })
             .collect();
         let (first, _, driver) = parts[0];
-        digest = load_merged(&exported, store, &first.loads[k].names, opts, driver, steps).await?;
+        digest = load_merged(&exported, store, &first.loads[k], opts, driver, steps).await?;
     }
     Ok(digest)
 }
@@ -505,7 +505,7 @@ async fn load_job(
 async fn load_merged(
     exported: &[load::LayoutPart],
     store: &kiln_drivers::ImageStore,
-    names: &[String],
+    like: &load::LoadStep,
     opts: &BuildOptions,
     driver: &dyn kiln_drivers::Driver,
     steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
@@ -513,7 +513,9 @@ async fn load_merged(
     let nodes: Vec<&str> = exported.iter().map(|p| p.node.as_str()).collect();
     let title = format!("merging the results of nodes {}", nodes.join(", "));
     let step = progress::OwnStep::start(steps, &title).await;
-    let target = load::LoadStep::new(load::LoadDest::Store(store.clone()), names)?;
+    // Named and addressed as the nodes' own loads were.
+    let mut target = load::LoadStep::new(load::LoadDest::Store(store.clone()), &like.names)?;
+    target.docker_context = like.docker_context.clone();
     let annotations: Vec<_> = opts
         .annotations
         .iter()

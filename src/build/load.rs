@@ -90,6 +90,9 @@ pub(crate) struct LoadStep {
     pub dest: LoadDest,
     /// `-t` names, for images whose tarball carries none.
     pub names: Vec<String>,
+    /// The Docker context a Docker load goes to (`-o type=docker,context=NAME`); the current
+    /// one when `None`.
+    pub docker_context: Option<String>,
     via: Via,
 }
 
@@ -121,6 +124,7 @@ impl LoadStep {
         Ok(LoadStep {
             dest,
             names: names.to_vec(),
+            docker_context: None,
             via: Via::File {
                 path: dir.path().join("image.tar"),
                 _dir: Arc::new(dir),
@@ -130,15 +134,20 @@ impl LoadStep {
 
     /// A load streamed into the user's Docker Engine as BuildKit exports. The loader waits
     /// for the first chunk, so a build that never exports never calls Docker.
-    pub fn streamed_into_docker(names: &[String]) -> Self {
+    pub fn streamed_into_docker(names: &[String], docker_context: Option<String>) -> Self {
         let (target, chunks) = ExportStream::new();
         // Planning also runs outside a runtime (unit tests); nothing is exported there.
-        let loading = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(stream_into_docker(target.clone(), chunks)));
+        let loading = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            rt.spawn(stream_into_docker(
+                target.clone(),
+                chunks,
+                docker_context.clone(),
+            ))
+        });
         LoadStep {
             dest: LoadDest::Store(ImageStore::Docker),
             names: names.to_vec(),
+            docker_context,
             via: Via::Stream {
                 target,
                 loading: Arc::new(std::sync::Mutex::new(loading)),
@@ -150,7 +159,10 @@ impl LoadStep {
     pub fn through_a_file(self) -> Result<Self> {
         match self.via {
             Via::File { .. } => Ok(self),
-            Via::Stream { .. } => LoadStep::new(self.dest, &self.names),
+            Via::Stream { .. } => Ok(LoadStep {
+                docker_context: self.docker_context.clone(),
+                ..LoadStep::new(self.dest, &self.names)?
+            }),
         }
     }
 
@@ -212,7 +224,9 @@ impl LoadStep {
                     None => Err(anyhow::anyhow!("the image was already loaded")),
                 }
             }
-            (Via::File { path, .. }, ImageStore::Docker) => load_file_into_docker(path).await,
+            (Via::File { path, .. }, ImageStore::Docker) => {
+                load_file_into_docker(path, self.docker_context.as_deref()).await
+            }
             (Via::File { path, .. }, ImageStore::Containerd { address, namespace }) => {
                 import_into_containerd(address, namespace, path, &self.names).await
             }
@@ -353,9 +367,13 @@ async fn import_into_containerd(
     Ok(())
 }
 
-/// The Engine of the current Docker context (`DOCKER_HOST` first), and its address for errors.
-fn user_docker() -> Result<(bollard::Docker, String)> {
-    let context = crate::dockercfg::current_context_name()?;
+/// The Engine of Docker context `name`, else of the current one (`DOCKER_HOST` first), and its
+/// address for errors.
+fn user_docker(name: Option<&str>) -> Result<(bollard::Docker, String)> {
+    let context = match name {
+        Some(n) => n.to_string(),
+        None => crate::dockercfg::current_context_name()?,
+    };
     let context = crate::dockercfg::context_by_name(&context)?
         .with_context(|| format!("Docker context {context:?} not found"))?;
     let endpoint = kiln_drivers::docker_api::DockerEndpoint::parse(&context.host)?;
@@ -364,30 +382,31 @@ fn user_docker() -> Result<(bollard::Docker, String)> {
     Ok((docker, context.host))
 }
 
-/// What the user's Docker Engine can load, asked at most once per command and only when a
-/// result is loaded into it.
+/// What the user's Docker Engines can load, each asked at most once per command and only when
+/// a result is loaded into it.
 #[derive(Debug, Default)]
 pub(crate) struct DockerEngine {
-    oci_importer: tokio::sync::OnceCell<bool>,
+    /// By Docker context (`None`: the current one).
+    oci_importer: tokio::sync::Mutex<std::collections::HashMap<Option<String>, bool>>,
 }
 
 impl DockerEngine {
-    /// Whether the Engine keeps images in containerd, so that `docker load` takes OCI layouts
-    /// whole (indexes, attestations): what buildx calls its OCI importer, read from the
-    /// storage driver status `GET /info` reports.
-    pub async fn oci_importer(&self) -> Result<bool> {
-        self.oci_importer
-            .get_or_try_init(|| async {
-                let (docker, host) = user_docker()?;
-                let info = docker.info().await.map_err(|e| {
-                    anyhow::anyhow!("asking the Docker Engine at {host} what it can load: {e}")
-                })?;
-                Ok(has_containerd_store(
-                    info.driver_status.as_deref().unwrap_or_default(),
-                ))
-            })
-            .await
-            .copied()
+    /// Whether the Engine of `context` keeps images in containerd, so that `docker load`
+    /// takes OCI layouts whole (indexes, attestations): what buildx calls its OCI importer,
+    /// read from the storage driver status `GET /info` reports.
+    pub async fn oci_importer(&self, context: Option<&str>) -> Result<bool> {
+        let mut known = self.oci_importer.lock().await;
+        let key = context.map(str::to_string);
+        if let Some(v) = known.get(&key) {
+            return Ok(*v);
+        }
+        let (docker, host) = user_docker(context)?;
+        let info = docker.info().await.map_err(|e| {
+            anyhow::anyhow!("asking the Docker Engine at {host} what it can load: {e}")
+        })?;
+        let v = has_containerd_store(info.driver_status.as_deref().unwrap_or_default());
+        known.insert(key, v);
+        Ok(v)
     }
 }
 
@@ -398,17 +417,21 @@ fn has_containerd_store(driver_status: &[Vec<String>]) -> bool {
     })
 }
 
-/// `docker load` of the tarball file into the Engine of the current Docker context.
-async fn load_file_into_docker(file: &Path) -> Result<()> {
+/// `docker load` of the tarball file into the Engine of Docker context `context`.
+async fn load_file_into_docker(file: &Path, context: Option<&str>) -> Result<()> {
     let tar = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
-    load_into_docker(tokio_util::io::ReaderStream::new(tar)).await
+    load_into_docker(tokio_util::io::ReaderStream::new(tar), context).await
 }
 
 /// `docker load` of the tarball BuildKit is exporting, chunk by chunk. A failure is also told
 /// to the export, so the build's error says why the load stopped.
-async fn stream_into_docker(target: ExportStream, mut chunks: ExportReceiver) -> Result<()> {
+async fn stream_into_docker(
+    target: ExportStream,
+    mut chunks: ExportReceiver,
+    context: Option<String>,
+) -> Result<()> {
     let Some(first) = chunks.recv().await else {
         bail!("BuildKit sent no image to load");
     };
@@ -417,21 +440,22 @@ async fn stream_into_docker(target: ExportStream, mut chunks: ExportReceiver) ->
         tokio_stream::wrappers::ReceiverStream::new(chunks)
             .map(|c| c.map_err(std::io::Error::other)),
     );
-    let loaded = load_into_docker(body).await;
+    let loaded = load_into_docker(body, context.as_deref()).await;
     if let Err(e) = &loaded {
         target.stop(&format!("{e:#}"));
     }
     loaded
 }
 
-/// `docker load` of a tarball stream into the Engine of the current Docker context.
+/// `docker load` of a tarball stream into the Engine of Docker context `context`.
 async fn load_into_docker<E>(
     body: impl futures::Stream<Item = std::result::Result<bytes::Bytes, E>> + Send + 'static,
+    context: Option<&str>,
 ) -> Result<()>
 where
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
-    let (docker, host) = user_docker()?;
+    let (docker, host) = user_docker(context)?;
     let options = bollard::query_parameters::ImportImageOptionsBuilder::new()
         .quiet(true)
         .build();

@@ -273,7 +273,10 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
         if let Some(dest) = load_dest {
             let step = match dest {
                 load::LoadDest::Store(kiln_drivers::ImageStore::Docker) => {
-                    load::LoadStep::streamed_into_docker(&opts.tags)
+                    // `-o type=docker,context=NAME` loads into that Docker context; the
+                    // attribute is kiln's to use, not the exporter's.
+                    let context = attrs.remove("context").filter(|c| !c.is_empty());
+                    load::LoadStep::streamed_into_docker(&opts.tags, context)
                 }
                 dest => load::LoadStep::new(dest, &opts.tags)?,
             };
@@ -589,21 +592,17 @@ impl SolvePlan {
         opts: &BuildOptions,
         engine: &load::DockerEngine,
     ) -> Result<()> {
-        let into_docker: Vec<usize> = (0..self.exports.exporters.len())
-            .filter(|i| {
-                self.exports
-                    .load_at(*i)
-                    .is_some_and(|l| l.store(driver) == kiln_drivers::ImageStore::Docker)
-            })
-            .collect();
-        if into_docker.is_empty() {
-            return Ok(());
-        }
-        let oci = engine.oci_importer().await?;
-        if !oci && (opts.platforms.len() > 1 || opts.attests.any_enabled()) {
-            bail!("docker exporter does not currently support exporting manifest lists");
-        }
-        for i in into_docker {
+        for i in 0..self.exports.exporters.len() {
+            let Some(load) = self.exports.load_at(i) else {
+                continue;
+            };
+            if load.store(driver) != kiln_drivers::ImageStore::Docker {
+                continue;
+            }
+            let oci = engine.oci_importer(load.docker_context.as_deref()).await?;
+            if !oci && (opts.platforms.len() > 1 || opts.attests.any_enabled()) {
+                bail!("docker exporter does not currently support exporting manifest lists");
+            }
             self.exports.exporters[i].r#type = if oci { "oci" } else { "docker" }.into();
         }
         Ok(())
