@@ -511,27 +511,44 @@ async fn load_merged(
     steps: &tokio::sync::mpsc::Sender<control::StatusResponse>,
 ) -> Result<String> {
     let nodes: Vec<&str> = exported.iter().map(|p| p.node.as_str()).collect();
-    let title = format!("merging the results of nodes {}", nodes.join(", "));
-    let step = progress::OwnStep::start(steps, &title).await;
-    // Named and addressed as the nodes' own loads were.
-    let mut target = load::LoadStep::new(load::LoadDest::Store(store.clone()), &like.names)?;
-    target.docker_context = like.docker_context.clone();
     let annotations: Vec<_> = opts
         .annotations
         .iter()
         .filter(|a| a.targets_index())
         .cloned()
         .collect();
+    let parts = exported.to_vec();
+    if *store == kiln_drivers::ImageStore::Docker {
+        // Docker takes the merged tarball as it is written: no merged copy on disk.
+        let title = format!(
+            "merging the results of nodes {} and importing to docker",
+            nodes.join(", ")
+        );
+        let step = progress::OwnStep::start(steps, &title).await;
+        let loaded =
+            load::merge_into_docker(parts, annotations, like.docker_context.as_deref()).await;
+        match &loaded {
+            Ok(_) => step.done(steps).await,
+            Err(e) => step.failed(steps, &format!("{e:#}")).await,
+        }
+        return loaded.with_context(|| title.clone());
+    }
+    // containerd's importer reads the merged layout in place, from a temporary file.
+    let title = format!("merging the results of nodes {}", nodes.join(", "));
+    let step = progress::OwnStep::start(steps, &title).await;
+    let target = load::LoadStep::new(load::LoadDest::Store(store.clone()), &like.names)?;
     let file = target
         .file()
         .context("a merged load goes through a file")?
         .to_path_buf();
-    let parts = exported.to_vec();
-    let merged =
-        tokio::task::spawn_blocking(move || load::merge_layouts(&parts, &file, &annotations))
-            .await
-            .context("merging the nodes' results")
-            .and_then(|r| r);
+    let merged = tokio::task::spawn_blocking(move || {
+        let out =
+            std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?;
+        load::merge_layouts(&parts, std::io::BufWriter::new(out), &annotations)
+    })
+    .await
+    .context("merging the nodes' results")
+    .and_then(|r| r);
     let digest = match merged {
         Ok(d) => {
             step.done(steps).await;

@@ -258,7 +258,7 @@ pub(crate) struct LayoutPart {
 /// index's digest.
 pub(crate) fn merge_layouts(
     parts: &[LayoutPart],
-    out: &Path,
+    out: impl std::io::Write,
     annotations: &[Annotation],
 ) -> Result<String> {
     let layouts: Vec<LayoutTar> = parts
@@ -280,7 +280,7 @@ pub(crate) fn merge_layouts(
     }
     let (index, index_bytes) = imagetools::merge_documents(&docs, annotations)?;
 
-    let mut w = LayoutWriter::create(out)?;
+    let mut w = LayoutWriter::new(out, "the merged image")?;
     for (layout, doc) in layouts.iter().zip(&docs) {
         let top = &doc.descriptor;
         let tops = layout.top_descriptors()?;
@@ -317,6 +317,70 @@ pub(crate) fn merge_layouts(
     }))?;
     w.finish(&index_json)?;
     Ok(index.digest.to_string())
+}
+
+/// The bytes written to it, sent on as chunks (a merged image streamed into `docker load`);
+/// a receiver that went away is a broken pipe.
+pub(crate) struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    const CHUNK: usize = 256 * 1024;
+
+    pub fn new(tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>) -> ChunkWriter {
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(Self::CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(Self::CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Merges the nodes' layouts straight into `docker load` of Docker context `context`, with no
+/// merged copy on disk. Returns the merged index's digest.
+pub(crate) async fn merge_into_docker(
+    parts: Vec<LayoutPart>,
+    annotations: Vec<Annotation>,
+    context: Option<&str>,
+) -> Result<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let merging = tokio::task::spawn_blocking(move || {
+        merge_layouts(&parts, ChunkWriter::new(tx), &annotations)
+    });
+    let loading = load_into_docker(tokio_stream::wrappers::ReceiverStream::new(rx), context);
+    let (merged, loaded) = tokio::join!(merging, loading);
+    // A merge that failed cut the load short: its error is the one that says why.
+    let digest = merged.context("merging the nodes' results")??;
+    loaded?;
+    Ok(digest)
 }
 
 /// A layout's top document (what `index.json` points at) with its descriptor; an image
@@ -499,7 +563,8 @@ mod tests {
         );
         let (index_digest, index_size) = blob(index.as_bytes());
         let path = dir.join(format!("{arch}.tar"));
-        let mut w = LayoutWriter::create(&path).unwrap();
+        let mut w =
+            LayoutWriter::new(std::fs::File::create(&path).unwrap(), "a node layout").unwrap();
         w.add_blob(&layer_digest, shared_layer).unwrap();
         w.add_blob(&config_digest, config.as_bytes()).unwrap();
         w.add_blob(&manifest_digest, manifest.as_bytes()).unwrap();
@@ -521,7 +586,7 @@ mod tests {
             file: node_layout(dir.path(), arch, &layer),
         });
         let out = dir.path().join("merged.tar");
-        let digest = merge_layouts(&parts, &out, &[]).unwrap();
+        let digest = merge_layouts(&parts, std::fs::File::create(&out).unwrap(), &[]).unwrap();
 
         let merged = LayoutTar::open(&out).unwrap();
         let tops = merged.top_descriptors().unwrap();
@@ -551,6 +616,29 @@ mod tests {
     }
 
     #[test]
+    fn chunks_carry_every_byte_and_a_gone_reader_is_a_broken_pipe() {
+        use std::io::Write as _;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let data: Vec<u8> = (0..700_000u32).map(|i| i as u8).collect();
+        let mut w = ChunkWriter::new(tx);
+        w.write_all(&data).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        while let Some(chunk) = rx.blocking_recv() {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got, data);
+
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let mut w = ChunkWriter::new(tx);
+        w.write_all(b"x").unwrap();
+        let err = w.flush().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
     fn a_part_that_is_not_a_layout_names_its_node() {
         let dir = tempfile::tempdir().unwrap();
         let good = node_layout(dir.path(), "amd64", b"x");
@@ -566,7 +654,7 @@ mod tests {
                 file: bad,
             },
         ];
-        let err = merge_layouts(&parts, &dir.path().join("m.tar"), &[]).unwrap_err();
+        let err = merge_layouts(&parts, std::io::sink(), &[]).unwrap_err();
         assert!(
             format!("{err:#}").starts_with("node arm's result"),
             "{err:#}"

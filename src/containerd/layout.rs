@@ -231,20 +231,21 @@ impl LayoutTar {
 }
 
 /// Writes an OCI image layout tarball: `oci-layout` first, blobs as they are added (each once),
-/// `index.json` last. The caller writes into a temporary file it owns; nothing is renamed here.
-pub struct LayoutWriter {
-    out: std::io::BufWriter<std::fs::File>,
-    path: PathBuf,
+/// `index.json` last, into a temporary file the caller owns or a stream (nothing is renamed
+/// here).
+pub struct LayoutWriter<W: Write> {
+    out: W,
+    /// What errors call the tarball.
+    name: String,
     blobs: HashSet<String>,
 }
 
-impl LayoutWriter {
-    pub fn create(path: &Path) -> Result<LayoutWriter> {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+impl<W: Write> LayoutWriter<W> {
+    /// A layout written to `out`; `name` is what errors call it.
+    pub fn new(out: W, name: &str) -> Result<Self> {
         let mut w = LayoutWriter {
-            out: std::io::BufWriter::new(file),
-            path: path.to_path_buf(),
+            out,
+            name: name.to_string(),
             blobs: HashSet::new(),
         };
         w.entry("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -257,7 +258,7 @@ impl LayoutWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.out
             .write_all(data)
-            .with_context(|| format!("writing {}", self.path.display()))
+            .with_context(|| format!("writing {}", self.name))
     }
 
     /// Pads the entry that ended with `size` bytes to the next 512-byte block.
@@ -296,7 +297,7 @@ impl LayoutWriter {
             b'0',
         )?)?;
         let copied = std::io::copy(&mut (&mut src).take(span.size), &mut self.out)
-            .with_context(|| format!("copying {digest} into {}", self.path.display()))?;
+            .with_context(|| format!("copying {digest} into {}", self.name))?;
         if copied != span.size {
             bail!("{} ended inside blob {digest}", from.path.display());
         }
@@ -305,14 +306,14 @@ impl LayoutWriter {
         Ok(())
     }
 
-    /// Writes `index.json` and the end-of-archive blocks. The tarball is a temporary file that
-    /// is read right after: no `fsync`.
+    /// Writes `index.json` and the end-of-archive blocks, and flushes (a temporary file is
+    /// read right after: no `fsync`).
     pub fn finish(mut self, index_json: &[u8]) -> Result<()> {
         self.entry("index.json", index_json)?;
         self.write(&[0u8; 1024])?;
         self.out
             .flush()
-            .with_context(|| format!("writing {}", self.path.display()))
+            .with_context(|| format!("writing {}", self.name))
     }
 }
 
