@@ -31,7 +31,7 @@ use crate::buildkit::fsutil::receive_dir;
 pub struct ExportStream {
     sender: Arc<std::sync::Mutex<Option<ChunkSender>>>,
     /// Why the receiver stopped reading, for the error BuildKit is told.
-    stopped: Arc<std::sync::Mutex<Option<String>>>,
+    stopped: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 /// The receiving end: chunks, or the error BuildKit's stream broke with.
@@ -43,26 +43,31 @@ impl ExportStream {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let stream = ExportStream {
             sender: Arc::new(std::sync::Mutex::new(Some(tx))),
-            stopped: Arc::new(std::sync::Mutex::new(None)),
+            stopped: Arc::new(tokio::sync::watch::Sender::new(None)),
         };
         (stream, rx)
     }
 
     /// Says why the receiver gave up; BuildKit's export then fails with this reason.
     pub fn stop(&self, reason: &str) {
-        *self.stopped.lock().expect("not poisoned") = Some(reason.to_string());
+        self.stopped.send_replace(Some(reason.to_string()));
     }
 
     fn take_sender(&self) -> Option<ChunkSender> {
         self.sender.lock().expect("not poisoned").take()
     }
 
-    fn stopped_reason(&self) -> String {
-        self.stopped
-            .lock()
-            .expect("not poisoned")
-            .clone()
-            .unwrap_or_else(|| "the receiver stopped reading".into())
+    /// Why the receiver stopped. It drops its end before it can say (the reader goes down with
+    /// the request that failed), so this waits a little for the reason.
+    async fn stopped_reason(&self) -> String {
+        let mut reason = self.stopped.subscribe();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            reason.wait_for(Option::is_some),
+        )
+        .await;
+        let said = reason.borrow().clone();
+        said.unwrap_or_else(|| "the receiver stopped reading".into())
     }
 }
 
@@ -264,7 +269,7 @@ async fn forward(
             }
         };
         if sink.send(Ok(Bytes::from(chunk.data))).await.is_err() {
-            return Err(Status::aborted(stream.stopped_reason()));
+            return Err(Status::aborted(stream.stopped_reason().await));
         }
     }
     Ok(())
