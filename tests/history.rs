@@ -345,4 +345,17 @@ fn git_information_reaches_the_record_as_with_buildx() {
         &[("BUILDX_GIT_INFO", "false")],
     );
     assert!(inspect(&off).get("VCSRepository").is_none());
+
+    // Without git the build of the checkout's root still runs, as with buildx, and says what
+    // it could not record.
+    let no_git = tempfile::tempdir().unwrap();
+    let mut cmd = user.kiln(&["build", "--progress=plain", "-f", "app/Dockerfile", "."]);
+    let out = ok(cmd.current_dir(repo.path()).env("PATH", no_git.path()));
+    assert!(
+        stderr(&out).contains(
+            "WARNING: current commit information was not captured by the build: git was not found in the system"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }

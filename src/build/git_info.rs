@@ -62,6 +62,9 @@ impl Git {
             .args(args)
             .current_dir(&self.wd)
             .env("LC_ALL", "C")
+            // Reading only: never prompt, never take the index lock (`git status`).
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_OPTIONAL_LOCKS", "0")
             .stdin(Stdio::null())
             .output()
             .map_err(|e| e.to_string())?;
@@ -96,27 +99,29 @@ impl Git {
     }
 }
 
-/// Whether a `git` program can be run at all.
+/// Whether a `git` program is on `PATH` (looked up, not run).
 fn git_installed() -> bool {
-    Command::new("git")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join("git"))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
-/// A URL without its user and password; anything that is not a URL (`git@host:org/repo`) as
-/// it is.
+/// A URL without its user and password, cut out of the text itself (whether or not the rest
+/// parses, and keeping the rest as written); a `scheme://` free form (`git@host:org/repo`)
+/// carries no password and stays as it is.
 pub fn strip_credentials(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.has_host() && (!u.username().is_empty() || u.password().is_some()) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -134,7 +139,7 @@ pub fn frontend_attrs(
         return Ok(out);
     }
     let cwd = std::env::current_dir()?;
-    let wd = cwd.join(context);
+    let wd = lexically_clean(&cwd.join(context));
     let has_dot_git = wd.join(".git").is_dir();
     if !git_installed() {
         if has_dot_git {
@@ -184,10 +189,10 @@ pub fn frontend_attrs(
         }
     }
     if settings.labels {
-        let dockerfile = match dockerfile {
+        let dockerfile = lexically_clean(&match dockerfile {
             Some(f) => cwd.join(f),
             None => wd.join("Dockerfile"),
-        };
+        });
         if let Some(rel) = relative_inside(&root, &dockerfile) {
             out.insert(LABEL_DOCKERFILE.into(), rel);
         }
@@ -230,6 +235,11 @@ fn is_unknown_revision(err: &str) -> bool {
     e.contains("unknown revision or path not in the working tree") || e.contains("bad revision")
 }
 
+/// `path` with `.` and `..` resolved by name, as Go's `filepath.Abs` leaves it.
+fn lexically_clean(path: &Path) -> PathBuf {
+    PathBuf::from(kiln_bake::gopath::clean_path(&path.to_string_lossy()))
+}
+
 /// `path` relative to `root` (`.` for the root itself), when it lies inside it.
 fn relative_inside(root: &Path, path: &Path) -> Option<String> {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
@@ -260,6 +270,32 @@ mod tests {
             strip_credentials("git@github.com:org/repo.git"),
             "git@github.com:org/repo.git"
         );
+        // What no URL parser takes keeps no password either, and the rest stays as written.
+        for (given, kept) in [
+            (
+                "https://user:s3cretpw@example.com:badport/org/repo.git",
+                "https://example.com:badport/org/repo.git",
+            ),
+            ("https://u:pw@[::1/r", "https://[::1/r"),
+            ("https://u:pw@", "https://"),
+            (
+                "https://u:p@w@GitHub.com/Org/R.git",
+                "https://GitHub.com/Org/R.git",
+            ),
+            ("https://u:pw@github.com", "https://github.com"),
+            ("ssh://git@host/a@b", "ssh://host/a@b"),
+        ] {
+            assert_eq!(strip_credentials(given), kept);
+        }
+    }
+
+    #[test]
+    fn paths_are_cleaned_by_name() {
+        assert_eq!(
+            lexically_clean(Path::new("/r/sub/../Dockerfile")),
+            PathBuf::from("/r/Dockerfile")
+        );
+        assert_eq!(lexically_clean(Path::new("/r/./a/")), PathBuf::from("/r/a"));
     }
 
     #[test]

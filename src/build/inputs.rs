@@ -152,8 +152,13 @@ pub fn prepare(opts: &BuildOptions) -> Result<PreparedInputs> {
             DockerfileSource::Path(f) => Some(f.as_path()),
             _ => None,
         };
-        p.frontend_attrs
-            .extend(super::git_info::frontend_attrs(dir, dockerfile, &p.dirs)?);
+        // As buildx: the build goes on without what git could not tell.
+        match super::git_info::frontend_attrs(dir, dockerfile, &p.dirs) {
+            Ok(attrs) => p.frontend_attrs.extend(attrs),
+            Err(e) => eprintln!(
+                "WARNING: current commit information was not captured by the build: {e:#}"
+            ),
+        }
     }
     Ok(p)
 }

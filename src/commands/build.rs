@@ -165,7 +165,7 @@ impl Args {
     /// Parses every flag into typed options; each error names the flag it came from.
     fn into_options(self) -> Result<(BuildOptions, ProgressMode)> {
         let progress: ProgressMode = if self.quiet {
-            if !matches!(self.progress.as_str(), "auto" | "quiet") {
+            if !matches!(self.progress.as_str(), "auto" | "quiet" | "none") {
                 anyhow::bail!(
                     "progress={} and quiet cannot be used together",
                     self.progress

@@ -16,14 +16,16 @@ pub struct Args {
     platform: Option<String>,
     /// Set type of progress output ("auto", "plain", "tty", "quiet", "rawjson"); kiln's
     /// drivers start nothing before dialing, so there is nothing to show
-    #[arg(long, default_value = "quiet")]
-    progress: String,
+    #[arg(long = "progress", default_value = "none", value_parser = parse_progress)]
+    _progress: crate::progress::ProgressMode,
+}
+
+fn parse_progress(s: &str) -> std::result::Result<crate::progress::ProgressMode, String> {
+    s.parse::<crate::progress::ProgressMode>()
+        .map_err(|e| e.to_string())
 }
 
 pub async fn run(args: Args, ctx: &Ctx) -> Result<ExitCode> {
-    args.progress
-        .parse::<crate::progress::ProgressMode>()
-        .context("--progress")?;
     let b = builder::resolve_named(ctx.builder.as_deref())?;
     let node = match &args.platform {
         Some(p) => {
