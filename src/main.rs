@@ -13,6 +13,7 @@ mod containerd;
 mod dockercfg;
 mod history;
 mod imagetools;
+mod interrupt;
 mod platform;
 mod plugin;
 mod progress;
@@ -41,10 +42,13 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        tokio::select! {
+        let result = tokio::select! {
             r = commands::run(cli) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(Interrupted)),
-        }
+        };
+        // What an interrupted command left undone in a daemon (a containerd lease).
+        interrupt::run_pending(std::time::Duration::from_secs(5)).await;
+        result
     });
     // Don't wait for background tasks (sessions, progress tickers) after the command is done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -46,6 +46,15 @@ pub async fn import_oci_tar(
     let images = image_names(&tops, names)?;
 
     let lease = client.create_lease().await?;
+    // Interrupted (Ctrl-C drops this future), the lease is still deleted before kiln exits.
+    let pending = {
+        let (client, lease) = (client.clone(), lease.clone());
+        crate::interrupt::register(move || {
+            Box::pin(async move {
+                let _ = client.delete_lease(&lease).await;
+            })
+        })
+    };
     let stored = async {
         let mut report = ImportReport {
             images: Vec::new(),
@@ -90,6 +99,7 @@ pub async fn import_oci_tar(
     }
     .await;
     let released = client.delete_lease(&lease).await;
+    pending.done();
     let report = stored.with_context(|| {
         format!(
             "importing into containerd namespace {:?}",
