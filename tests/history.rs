@@ -359,3 +359,77 @@ fn git_information_reaches_the_record_as_with_buildx() {
         stderr(&out)
     );
 }
+
+/// Each tool names the builds it started from what it remembers of their paths: kiln's names
+/// for its builds are buildx's names for buildx's.
+#[test]
+fn builds_are_named_from_their_paths_as_buildx_names_them() {
+    let user = User::new(Engine::Modern);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = unique("named");
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "myproj/Dockerfile",
+                &format!("FROM busybox\nRUN echo {marker}\n"),
+            ),
+            (
+                "myproj/docker/App.Dockerfile",
+                &format!("FROM busybox\nRUN echo {marker} app\n"),
+            ),
+        ],
+    );
+    let names = |tool: &str| -> Vec<String> {
+        let mut refs = Vec::new();
+        for args in [
+            &["myproj"][..],
+            &["-f", "myproj/docker/App.Dockerfile", "myproj"][..],
+        ] {
+            let meta = dir.path().join(format!("{tool}-{}.json", unique("m")));
+            let mut cmd = match tool {
+                "kiln" => user.kiln(&["build"]),
+                _ => user.buildx(&["build"]),
+            };
+            cmd.args([
+                "--progress=quiet",
+                "--metadata-file",
+                meta.to_str().unwrap(),
+            ])
+            .args(args)
+            .current_dir(dir.path());
+            ok(cmd);
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+            refs.push(
+                m["buildx.build.ref"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let ls = match tool {
+            "kiln" => user.kiln(&["history", "ls", "--format", "json"]),
+            _ => user.buildx(&["history", "ls", "--format", "json"]),
+        };
+        let listed: Vec<serde_json::Value> = stdout(&ok(ls))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        refs.iter()
+            .map(|r| {
+                let rec = listed
+                    .iter()
+                    .find(|l| l["ref"].as_str().unwrap().ends_with(r.as_str()))
+                    .unwrap_or_else(|| panic!("{r} not listed by {tool}"));
+                rec["name"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let kiln = names("kiln");
+    assert_eq!(kiln, ["myproj", "myproj/docker/App.Dockerfile"]);
+    assert_eq!(kiln, names("buildx"));
+}

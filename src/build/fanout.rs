@@ -172,6 +172,17 @@ pub(crate) async fn run(
         merged_stores.push(stores.map_err(in_job)?);
     }
 
+    for p in parts.iter().filter(|p| p.opts.call.is_none()) {
+        if let Some(state) = super::options::local_state(&p.opts) {
+            // Only names in `history` depend on it: a build goes on without.
+            if let Err(e) =
+                crate::store::save_build_state(&builder.name, node_name(p), &p.solve_ref, &state)
+            {
+                tracing::debug!("saving the build's local state: {e:#}");
+            }
+        }
+    }
+
     let sessions: Vec<Session> = parts
         .iter()
         .map(|p| {

@@ -2,7 +2,7 @@
 //! into [`BuildOptions`] at the edge; nothing below works with raw flag strings.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -231,6 +231,34 @@ pub fn validate_ulimit(s: &str) -> Result<()> {
         bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
     }
     Ok(())
+}
+
+/// The paths of a build as `history` names it later (buildx's local state): absolute for a
+/// local context and a Dockerfile in it, a URL or `-` as given otherwise; `None` when there is
+/// neither.
+pub fn local_state(opts: &BuildOptions) -> Option<crate::store::BuildState> {
+    let absolute = |p: &Path| -> String {
+        let p = std::env::current_dir()
+            .map(|cwd| cwd.join(p))
+            .unwrap_or_else(|_| p.to_path_buf());
+        kiln_bake::gopath::clean_path(&p.to_string_lossy())
+    };
+    let (local_path, local) = match opts.context.as_ref()? {
+        ContextSource::Local(dir) => (absolute(dir), true),
+        ContextSource::Remote(url) => (url.clone(), false),
+        ContextSource::Stdin => ("-".to_string(), false),
+    };
+    let dockerfile_path = match opts.dockerfile.as_ref() {
+        Some(DockerfileSource::Path(f)) if local => absolute(f),
+        Some(DockerfileSource::Path(f)) => f.display().to_string(),
+        Some(DockerfileSource::Stdin) => "-".to_string(),
+        _ => String::new(),
+    };
+    Some(crate::store::BuildState {
+        target: opts.target.clone().unwrap_or_default(),
+        local_path,
+        dockerfile_path,
+    })
 }
 
 #[cfg(test)]

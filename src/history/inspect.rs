@@ -192,7 +192,7 @@ pub fn from_record(rec: &Record, default_platform: &str) -> Inspection {
     }
     attrs.remove("filename");
     // As buildx computes it: after `context` and `filename` have been taken out.
-    out.name = build_name(&attrs);
+    out.name = build_name(&attrs, rec.local_state().as_ref());
     if !attrs.contains_key("context") {
         out.vcs_repository = attrs.get("vcs:source").cloned().unwrap_or_default();
         out.vcs_revision = attrs.get("vcs:revision").cloned().unwrap_or_default();

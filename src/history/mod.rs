@@ -49,6 +49,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// What this machine remembers of the build's paths, if kiln started it here.
+    pub fn local_state(&self) -> Option<crate::store::BuildState> {
+        crate::store::read_build_state(&self.builder, &self.node, &self.record.r#ref)
+    }
+
+    /// The build's name, as `history ls` shows it.
+    pub fn name(&self) -> String {
+        build_name(&self.record.frontend_attrs, self.local_state().as_ref())
+    }
+
     pub fn created_at(&self) -> Nanos {
         time::timestamp_nanos(&self.record.created_at)
     }
@@ -288,10 +298,13 @@ pub fn code_name(code: i32) -> String {
         .unwrap_or_else(|| format!("Code({code})"))
 }
 
-/// The name buildx gives a build: `BUILDKIT_BUILD_NAME`, else the context / Dockerfile path and
-/// target from the frontend attributes. (buildx also reads its own local state of the build's
-/// paths; kiln keeps none, so names come from the attributes alone.)
-pub fn build_name(attrs: &HashMap<String, String>) -> String {
+/// The name buildx gives a build: `BUILDKIT_BUILD_NAME`, else from the context / Dockerfile
+/// path and target in the frontend attributes and what this machine remembers of the build's
+/// paths (`state`, for builds kiln started here).
+pub fn build_name(
+    attrs: &HashMap<String, String>,
+    state: Option<&crate::store::BuildState>,
+) -> String {
     if let Some(v) = attrs
         .get("build-arg:BUILDKIT_BUILD_NAME")
         .filter(|v| !v.is_empty())
@@ -317,12 +330,43 @@ pub fn build_name(attrs: &HashMap<String, String>) -> String {
         dockerfile = join_clean(dir, &dockerfile);
     }
 
-    // Without buildx's local state of the context path, the whole Dockerfile path (minus a
-    // default `/Dockerfile`) names the build.
-    let mut res = dockerfile
+    let mut local_path = String::new();
+    if let Some(st) = state.filter(|st| !is_remote_url(&st.local_path)) {
+        if !st.local_path.is_empty() && st.local_path != "-" {
+            local_path = st.local_path.clone();
+        }
+        if !matches!(st.dockerfile_path.as_str(), "" | "-" | "Dockerfile") {
+            dockerfile = st.dockerfile_path.clone();
+        }
+    }
+    let has_default_name = dockerfile.ends_with("/Dockerfile") || dockerfile.is_empty();
+    let dockerfile = dockerfile
         .strip_suffix("/Dockerfile")
         .unwrap_or(&dockerfile)
         .to_string();
+    let mut res = String::new();
+    if dockerfile.starts_with(&local_path) && dockerfile.len() > local_path.len() {
+        // The Dockerfile is inside the context: name it from the context's own directory on.
+        let from = local_path.rfind('/').map_or(0, |i| i + 1);
+        res = dockerfile[from..].to_string();
+    } else {
+        let path = if dockerfile.is_empty() {
+            &local_path
+        } else {
+            &dockerfile
+        };
+        if !path.is_empty() {
+            let cut = path.rfind('/');
+            res = path[cut.map_or(0, |i| i + 1)..].to_string();
+            if !has_default_name {
+                let parent = match cut {
+                    Some(i) => base(&path[..i]),
+                    None => base(path),
+                };
+                res = join_clean(&parent, &res);
+            }
+        }
+    }
     if !context_path.is_empty() {
         res = context_path;
     }
@@ -337,6 +381,20 @@ pub fn build_name(attrs: &HashMap<String, String>) -> String {
         return vcs_source;
     }
     res
+}
+
+/// Whether `s` names a remote context (git or http URL), as buildx tells them from paths.
+fn is_remote_url(s: &str) -> bool {
+    s.contains("://") || s.starts_with("git@") || s.starts_with("github.com/")
+}
+
+/// Go's `filepath.Base`.
+fn base(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if p.is_empty() { ".".into() } else { "/".into() };
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
 }
 
 /// Go's `filepath.Join` (which cleans the result).
@@ -506,7 +564,7 @@ fn cut_any<'a>(s: &'a str, seps: &[&'a str]) -> Option<(&'a str, &'a str, &'a st
 pub fn ls_table(records: &[Record], now: Nanos, trunc: bool, is_term: bool) -> String {
     let mut text = String::from("BUILD ID\tNAME\tSTATUS\tCREATED AT\tDURATION\t\n");
     for r in records {
-        let name = build_name(&r.record.frontend_attrs);
+        let name = r.name();
         let name = if trunc {
             trim_beginning(&name, 36)
         } else {
@@ -548,7 +606,7 @@ pub fn ls_json(records: &[Record]) -> String {
             "created_at".into(),
             time::rfc3339_nano(r.created_at(), 0).into(),
         );
-        m.insert("name".into(), build_name(&r.record.frontend_attrs).into());
+        m.insert("name".into(), r.name().into());
         m.insert("ref".into(), r.full_ref().into());
         m.insert("status".into(), r.status().into());
         m.insert("total_steps".into(), r.record.num_total_steps.into());
@@ -599,39 +657,80 @@ mod tests {
 
     #[test]
     fn names_follow_buildx() {
-        assert_eq!(build_name(&attrs(&[])), "");
+        assert_eq!(build_name(&attrs(&[]), None), "");
         assert_eq!(
-            build_name(&attrs(&[
-                ("build-arg:BUILDKIT_BUILD_NAME", "mine"),
-                ("target", "t")
-            ])),
+            build_name(
+                &attrs(&[("build-arg:BUILDKIT_BUILD_NAME", "mine"), ("target", "t")]),
+                None
+            ),
             "mine"
         );
         assert_eq!(
-            build_name(&attrs(&[("filename", "Dockerfile.tty")])),
+            build_name(&attrs(&[("filename", "Dockerfile.tty")]), None),
             "Dockerfile.tty"
         );
-        assert_eq!(build_name(&attrs(&[("filename", "Dockerfile")])), "");
+        assert_eq!(build_name(&attrs(&[("filename", "Dockerfile")]), None), "");
         assert_eq!(
-            build_name(&attrs(&[("filename", "rj2.Dockerfile")])),
+            build_name(&attrs(&[("filename", "rj2.Dockerfile")]), None),
             "rj2.Dockerfile"
         );
-        assert_eq!(build_name(&attrs(&[("filename", "sub/Dockerfile")])), "sub");
-        assert_eq!(build_name(&attrs(&[("target", "export")])), "export");
         assert_eq!(
-            build_name(&attrs(&[("filename", "sub/Custom.dockerfile")])),
+            build_name(&attrs(&[("filename", "sub/Dockerfile")]), None),
+            "sub"
+        );
+        assert_eq!(build_name(&attrs(&[("target", "export")]), None), "export");
+        assert_eq!(
+            build_name(&attrs(&[("filename", "sub/Custom.dockerfile")]), None),
             "sub/Custom.dockerfile"
         );
         assert_eq!(
-            build_name(&attrs(&[
-                ("context", "https://example.com/r.git#main"),
-                ("target", "app")
-            ])),
+            build_name(
+                &attrs(&[
+                    ("context", "https://example.com/r.git#main"),
+                    ("target", "app")
+                ]),
+                None
+            ),
             "https://example.com/r.git#main (app)"
         );
         assert_eq!(
-            build_name(&attrs(&[("vcs:source", "https://github.com/a/b")])),
+            build_name(&attrs(&[("vcs:source", "https://github.com/a/b")]), None),
             "https://github.com/a/b"
+        );
+    }
+
+    #[test]
+    fn names_use_the_paths_this_machine_remembers() {
+        let state = |local: &str, dockerfile: &str| crate::store::BuildState {
+            target: String::new(),
+            local_path: local.into(),
+            dockerfile_path: dockerfile.into(),
+        };
+        // A context directory and its default Dockerfile: the directory's name.
+        assert_eq!(
+            build_name(&attrs(&[]), Some(&state("/src/myproj", ""))),
+            "myproj"
+        );
+        // A Dockerfile inside the context: from the context's directory on.
+        assert_eq!(
+            build_name(
+                &attrs(&[("filename", "App.Dockerfile")]),
+                Some(&state("/src/myproj", "/src/myproj/docker/App.Dockerfile"))
+            ),
+            "myproj/docker/App.Dockerfile"
+        );
+        // Outside it: its directory and name.
+        assert_eq!(
+            build_name(
+                &attrs(&[("filename", "App.Dockerfile")]),
+                Some(&state("/src/myproj", "/elsewhere/docker/App.Dockerfile"))
+            ),
+            "docker/App.Dockerfile"
+        );
+        // A remote context's state is not used.
+        assert_eq!(
+            build_name(&attrs(&[]), Some(&state("https://example.com/r.git", ""))),
+            ""
         );
     }
 

@@ -5,7 +5,8 @@
 //! - `activity/<name>`: when the builder was last saved or used (RFC 3339), kept apart so a build
 //!   can record activity without rewriting the instance;
 //! - `current`: the current builder per Docker endpoint, and an optional global one;
-//! - `.lock`: the lock every reader and writer takes ([`Store::read`], [`Store::write`]).
+//! - `.lock`: the lock every reader and writer takes ([`Store::read`], [`Store::write`]);
+//! - `refs/<builder>/<node>/<ref>`: the paths of each build kiln started ([`BuildState`]).
 //!
 //! Every file is written to a temporary file in the same directory and renamed into place, so a
 //! reader sees the old or the new file, never half of one; the lock makes read-modify-write
@@ -13,6 +14,7 @@
 //! of drivers or Docker contexts.
 
 mod names;
+mod refs;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -25,6 +27,7 @@ use kiln_bake::calendar::{civil_from_days, days_from_civil};
 use serde::{Deserialize, Serialize};
 
 pub use names::{random_name, validate_name};
+pub use refs::{read_build_state, save_build_state, BuildState};
 
 const INSTANCES: &str = "instances";
 const ACTIVITY: &str = "activity";
