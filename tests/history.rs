@@ -32,12 +32,14 @@ fn build_named(user: &User, name: &str) -> String {
         meta.to_str().unwrap(),
         dir.path().to_str().unwrap(),
     ]));
+    ref_in_metadata(&meta)
+}
+
+/// The record's ref (the last part of `buildx.build.ref`) in the metadata file at `meta`.
+fn ref_in_metadata(meta: &std::path::Path) -> String {
     let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
-    let full = m["buildx.build.ref"]
-        .as_str()
-        .expect("buildx.build.ref")
-        .to_string();
+        serde_json::from_str(&std::fs::read_to_string(meta).unwrap()).unwrap();
+    let full = m["buildx.build.ref"].as_str().expect("buildx.build.ref");
     full.rsplit('/').next().unwrap().to_string()
 }
 
@@ -268,15 +270,7 @@ fn build_in(cmd: std::process::Command, dir: &std::path::Path, env: &[(&str, &st
     .current_dir(dir)
     .envs(env.iter().copied());
     ok(cmd);
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
-    m["buildx.build.ref"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string()
+    ref_in_metadata(&meta)
 }
 
 /// A build from a git checkout records its repository (credentials stripped) and commit as
@@ -399,17 +393,7 @@ fn builds_are_named_from_their_paths_as_buildx_names_them() {
             .args(args)
             .current_dir(dir.path());
             ok(cmd);
-            let m: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
-            refs.push(
-                m["buildx.build.ref"]
-                    .as_str()
-                    .unwrap()
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_string(),
-            );
+            refs.push(ref_in_metadata(&meta));
         }
         let ls = match tool {
             "kiln" => user.kiln(&["history", "ls", "--format", "json"]),
