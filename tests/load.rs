@@ -219,6 +219,21 @@ impl RemoteLoad {
             fwd,
         }
     }
+
+    /// `kiln build --builder B --progress plain -t IMAGE ARGS`.
+    fn kiln_build(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = self.user.kiln(&[
+            "build",
+            "--builder",
+            &self.builder,
+            "--progress",
+            "plain",
+            "-t",
+            &self.image,
+        ]);
+        cmd.args(args);
+        cmd
+    }
 }
 
 impl Drop for RemoteLoad {
@@ -277,19 +292,9 @@ fn assert_platforms_in_docker(user: &User, name: &str) {
 fn remote_builder_loads_into_engine_20_as_a_docker_tarball() {
     // The build runs on Engine 28's BuildKit; the result goes to the user's Engine 20.
     let t = RemoteLoad::new(Engine::Old, "kiln-remote-load20");
-    let (user, builder, image) = (&t.user, &t.builder, &t.image);
+    let (user, image) = (&t.user, &t.image);
     let ctx = context();
-    ok(user.kiln(&[
-        "build",
-        "--builder",
-        builder,
-        "--progress",
-        "plain",
-        "-t",
-        image,
-        "--load",
-        ctx.path().to_str().unwrap(),
-    ]));
+    ok(t.kiln_build(&["--load", ctx.path().to_str().unwrap()]));
     let out = ok(user.docker(&["run", "--rm", image, "cat", "/built"]));
     assert!(
         stdout(&out).starts_with("built for linux/"),
@@ -425,19 +430,12 @@ fn several_platforms_into_an_engine_without_the_containerd_store_fail_first_as_b
 #[test]
 fn one_platform_into_engine_28_reports_the_image_id() {
     let t = RemoteLoad::new(Engine::Modern, "kiln-remote-load1");
-    let (user, builder, image) = (&t.user, &t.builder, &t.image);
+    let (user, image) = (&t.user, &t.image);
     let ctx = context();
     let meta = ctx.path().join("metadata.json");
-    let mut cmd = user.kiln(&[
-        "build",
-        "--builder",
-        builder,
-        "--progress",
-        "plain",
+    let mut cmd = t.kiln_build(&[
         "--platform",
         "linux/arm64",
-        "-t",
-        image,
         "--metadata-file",
         meta.to_str().unwrap(),
         "--load",
@@ -459,7 +457,7 @@ fn one_platform_into_engine_28_reports_the_image_id() {
 #[test]
 fn a_failing_build_with_load_reports_the_build_error() {
     let t = RemoteLoad::new(Engine::Modern, "kiln-load-fails");
-    let (user, builder, image) = (&t.user, &t.builder, &t.image);
+    let (user, image) = (&t.user, &t.image);
     let ctx = tempfile::tempdir().unwrap();
     write_tree(
         ctx.path(),
@@ -469,17 +467,7 @@ fn a_failing_build_with_load_reports_the_build_error() {
         )],
     );
     let started = std::time::Instant::now();
-    let err = fails(user.kiln(&[
-        "build",
-        "--builder",
-        builder,
-        "--progress",
-        "plain",
-        "-t",
-        image,
-        "--load",
-        ctx.path().to_str().unwrap(),
-    ]));
+    let err = fails(t.kiln_build(&["--load", ctx.path().to_str().unwrap()]));
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert!(err.contains("exit code: 3"), "{err}");
     assert!(!run(user.docker(&["image", "inspect", image]))
@@ -488,7 +476,7 @@ fn a_failing_build_with_load_reports_the_build_error() {
 }
 
 /// A Docker Engine on loopback that answers what kiln asks before a load (`/_ping`, `/info`:
-/// the containerd image store) and refuses the load itself, after reading a little of it.
+/// the containerd image store) and refuses the load itself once it has read it.
 struct RefusingDocker {
     host: String,
 }
@@ -516,8 +504,16 @@ impl RefusingDocker {
                                     .to_string(),
                             )
                         } else {
-                            let mut some = [0u8; 4096];
-                            let _ = reader.read(&mut some);
+                            // The whole (chunked) upload first: an answer while the client
+                            // is still sending reaches it as a reset, not as this reason.
+                            let mut body = Vec::new();
+                            let mut buf = [0u8; 65536];
+                            while !body.ends_with(b"0\r\n\r\n") {
+                                match reader.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                                }
+                            }
                             (
                                 "500 Internal Server Error",
                                 format!(r#"{{"message":"{}"}}"#, Self::REASON),
@@ -545,17 +541,7 @@ fn a_load_docker_refuses_fails_with_dockers_reason() {
     let docker = RefusingDocker::start();
     let ctx = context();
     let started = std::time::Instant::now();
-    let mut cmd = t.user.kiln(&[
-        "build",
-        "--builder",
-        &t.builder,
-        "--progress",
-        "plain",
-        "-t",
-        &t.image,
-        "--load",
-        ctx.path().to_str().unwrap(),
-    ]);
+    let mut cmd = t.kiln_build(&["--load", ctx.path().to_str().unwrap()]);
     let err = fails(cmd.env("DOCKER_HOST", &docker.host));
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert!(err.contains(RefusingDocker::REASON), "{err}");

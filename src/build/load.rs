@@ -268,15 +268,13 @@ pub(crate) fn merge_layouts(
     let mut docs = Vec::new();
     let mut names: Vec<serde_json::Value> = Vec::new();
     for (part, layout) in parts.iter().zip(&layouts) {
-        let doc = top_document(layout).with_context(|| format!("node {}'s result", part.node))?;
+        let in_node = || format!("node {}'s result", part.node);
+        let entries = layout.index_entries().with_context(in_node)?;
+        let doc = top_document(layout, entries.first(), &part.node).with_context(in_node)?;
         if names.is_empty() {
-            names = layout.index_entries()?;
+            names = entries;
         }
-        docs.push(imagetools::Document {
-            name: format!("node {}", part.node),
-            descriptor: doc.0,
-            bytes: doc.1.into(),
-        });
+        docs.push(doc);
     }
     let (index, index_bytes) = imagetools::merge_documents(&docs, annotations)?;
 
@@ -383,34 +381,29 @@ pub(crate) async fn merge_into_docker(
     Ok(digest)
 }
 
-/// A layout's top document (what `index.json` points at) with its descriptor; an image
-/// manifest gets its platform from its config, so it can be merged.
-fn top_document(layout: &LayoutTar) -> Result<(Descriptor, Vec<u8>)> {
-    let entry = layout
-        .index_entries()?
-        .into_iter()
-        .next()
-        .context("index.json lists no image")?;
-    let mut top: Descriptor =
-        serde_json::from_value(entry).context("reading index.json's descriptor")?;
-    top.annotations.clear();
-    let bytes = layout.small_blob(top.digest.as_str())?;
-    if oci::is_image_manifest(&top.media_type) && top.platform.is_none() {
+/// A layout's top document (`top`, the first entry of its `index.json`), named after `node`;
+/// an image manifest gets its platform from its config, so it can be merged.
+fn top_document(
+    layout: &LayoutTar,
+    top: Option<&serde_json::Value>,
+    node: &str,
+) -> Result<imagetools::Document> {
+    let top = top.context("index.json lists no image")?;
+    let mut descriptor: Descriptor =
+        serde_json::from_value(top.clone()).context("reading index.json's descriptor")?;
+    descriptor.annotations.clear();
+    let bytes = layout.small_blob(descriptor.digest.as_str())?;
+    if oci::is_image_manifest(&descriptor.media_type) && descriptor.platform.is_none() {
         let m: ImageManifest = serde_json::from_slice(&bytes).context("parsing the manifest")?;
-        let config: Platform =
-            serde_json::from_slice(&layout.small_blob(m.config.digest.as_str())?)
-                .context("parsing the image config")?;
-        top.platform = Some(
-            Platform {
-                architecture: config.architecture,
-                os: config.os,
-                variant: config.variant,
-                ..Default::default()
-            }
-            .normalized(),
-        );
+        let config = layout.small_blob(m.config.digest.as_str())?;
+        descriptor.platform =
+            Some(Platform::of_image_config(&config).context("parsing the image config")?);
     }
-    Ok((top, bytes))
+    Ok(imagetools::Document {
+        name: format!("node {node}"),
+        descriptor,
+        bytes: bytes.into(),
+    })
 }
 
 async fn import_into_containerd(

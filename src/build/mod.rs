@@ -285,9 +285,9 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
             plan.loads.push(step);
         } else if let Some(target) = spec.client_target()? {
             let target = match target {
-                ClientTarget::Dir(d) => ExportTarget::Dir(d),
-                ClientTarget::File(f) => ExportTarget::File(f),
-                ClientTarget::Stdout => ExportTarget::Stdout,
+                ClientTarget::Dir(d) => Some(ExportTarget::Dir(d)),
+                ClientTarget::File(f) => Some(ExportTarget::File(f)),
+                ClientTarget::Stdout => Some(ExportTarget::Stdout),
                 ClientTarget::Layout(d) => {
                     // BuildKit has one such store per session, named `export`.
                     if plan.layout.is_some() {
@@ -296,19 +296,17 @@ fn plan_exports(opts: &BuildOptions, features: &Features, driver: &str) -> Resul
                     // Created by the first blob BuildKit writes (or when the index is
                     // recorded), so a build refused before it starts leaves nothing behind.
                     plan.layout = Some(d);
-                    plan.exporters.push(control::Exporter {
-                        r#type: type_name,
-                        attrs: attrs.into_iter().collect(),
-                    });
-                    continue;
+                    None
                 }
             };
-            if target == ExportTarget::Stdout
+            if target == Some(ExportTarget::Stdout)
                 && plan.targets.values().any(|t| *t == ExportTarget::Stdout)
             {
                 bail!("multiple outputs configured to write to stdout");
             }
-            plan.targets.insert(i as u32, target);
+            if let Some(target) = target {
+                plan.targets.insert(i as u32, target);
+            }
         }
         plan.exporters.push(control::Exporter {
             r#type: type_name,

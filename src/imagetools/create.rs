@@ -384,14 +384,7 @@ pub(super) async fn config_platform(
 ) -> Result<Platform> {
     let m: ImageManifest = serde_json::from_slice(manifest).context("parsing the manifest")?;
     let config = client.get_small_blob(repo, &m.config.digest).await?;
-    let p: Platform = serde_json::from_slice(&config).context("parsing the image config")?;
-    Ok(Platform {
-        architecture: p.architecture,
-        os: p.os,
-        variant: p.variant,
-        ..Default::default()
-    }
-    .normalized())
+    Platform::of_image_config(&config).context("parsing the image config")
 }
 
 /// buildx's `Combine`: one source and no annotations passes through (an index as it is; an

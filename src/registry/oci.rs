@@ -160,6 +160,18 @@ impl Platform {
             .join("/")
     }
 
+    /// The normalised platform an image config (its JSON) declares.
+    pub fn of_image_config(config: &[u8]) -> Result<Platform, serde_json::Error> {
+        let p: Platform = serde_json::from_slice(config)?;
+        Ok(Platform {
+            architecture: p.architecture,
+            os: p.os,
+            variant: p.variant,
+            ..Default::default()
+        }
+        .normalized())
+    }
+
     /// The normalised form (`linux/arm64/v8` is `linux/arm64`), what platform filters compare.
     pub fn normalized(&self) -> Platform {
         let spec = if self.variant.is_empty() {
